@@ -1,0 +1,194 @@
+"""The ``amurwatch`` command line.
+
+Exit codes: 0 success; 1 the work failed; 2 bad input (usage, an invalid AOI file, a bad path);
+130 interrupted.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from aoi import AoiValidationError, load_landscapes
+from aoi.errors import AmurwatchError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="amurwatch: satellite monitoring of the Amur-Heilong ecoregion.")
+aoi_app = typer.Typer(no_args_is_help=True, help="Conservation landscapes (AOI files).")
+stac_app = typer.Typer(no_args_is_help=True, help="The local STAC API.")
+demo_app = typer.Typer(help="The offline demo on the embedded synthetic archive.", invoke_without_command=True)
+app.add_typer(aoi_app, name="aoi")
+app.add_typer(stac_app, name="stac")
+app.add_typer(demo_app, name="demo")
+
+console = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=False)
+
+
+# ------------------------------------------------------------------------------------------- aoi
+@aoi_app.command("validate")
+def aoi_validate(
+    file: Path = typer.Argument(..., help="GeoJSON FeatureCollection of landscapes (EPSG:4326)."),
+    resolution: float = typer.Option(10.0, help="Grid resolution in metres used for the summary."),
+    max_area_km2: float = typer.Option(250_000.0, help="Reject landscapes larger than this (km²)."),
+) -> None:
+    """Validate an AOI file; list every problem at once, or summarise the landscapes and their grids."""
+    try:
+        landscapes = load_landscapes(file, max_area_km2=max_area_km2)
+    except AoiValidationError as exc:
+        err.print(f"[red]invalid[/red] {exc}", markup=True, highlight=False)
+        raise typer.Exit(EXIT_BAD_INPUT)
+    t = Table(title=f"{file}: {len(landscapes)} landscapes, valid")
+    for col in ("id", "name", "country", "ecosystems", "area km²", "grid CRS", f"grid @ {resolution:g} m", "managers"):
+        t.add_column(col)
+    for ls in landscapes:
+        g = ls.grid(resolution)
+        t.add_row(ls.id, ls.name, "/".join(ls.country), ", ".join(e.value for e in ls.ecosystems),
+                  f"{ls.area_km2:,.0f}", f"EPSG:{g.epsg}", f"{g.height} x {g.width}", str(len(ls.managers)))
+    console.print(t)
+
+
+# ------------------------------------------------------------------------------------------- stac
+@stac_app.command("serve")
+def stac_serve(
+    archive: Path = typer.Argument(..., help="Folder with a static STAC catalog.json (e.g. the demo archive)."),
+    port: int = typer.Option(7822, help="Port on 127.0.0.1 (0 picks a free one)."),
+) -> None:
+    """Serve an archive's collections and items over a STAC API on loopback until Ctrl-C."""
+    from demo.server import StacServer
+
+    srv = StacServer(archive, port=port or None)
+    try:
+        srv.start()
+    except AmurwatchError as exc:
+        err.print(f"[red]error[/red] {exc}")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    console.print(f"STAC API on [bold]{srv.url}[/bold] serving {srv.n_items} items from {archive} (Ctrl-C stops it)")
+    signal.signal(signal.SIGTERM, lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        while srv._proc is not None and srv._proc.poll() is None:
+            time.sleep(0.5)
+        err.print("[red]the STAC server stopped unexpectedly[/red]")
+        raise typer.Exit(EXIT_FAILED)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        srv.stop()
+
+
+# ------------------------------------------------------------------------------------------- demo
+def _generate(archive: Path, seed: int, size: str, overwrite: bool) -> None:
+    from demo.generate import generate_archive
+
+    with _progress() as prog:
+        task = prog.add_task(f"generating demo archive ({size})", total=None)
+        s = generate_archive(archive, seed=seed, size=size, overwrite=overwrite,
+                             progress=lambda done, total: prog.update(task, completed=done, total=total))
+    console.print(f"archive: {s.root}  items: {s.n_items}  files: {s.n_files}  "
+                  f"size: {s.bytes / 1e6:.0f} MB  in {s.seconds:.1f} s")
+
+
+@demo_app.command("generate")
+def demo_generate(
+    archive: Path = typer.Argument(Path("demo-output/archive"), help="Where to write the archive."),
+    seed: int = typer.Option(42, help="Scenario seed; the same seed gives a byte-identical archive."),
+    size: str = typer.Option("default", help="default (3 windows of 4 km) or small (for tests)."),
+    overwrite: bool = typer.Option(False, help="Replace an existing demo archive."),
+) -> None:
+    """Generate the synthetic Sentinel-2 / Landsat archive and its ground truth."""
+    try:
+        _generate(archive, seed, size, overwrite)
+    except (AmurwatchError, ValueError) as exc:
+        err.print(f"[red]error[/red] {exc}")
+        raise typer.Exit(EXIT_BAD_INPUT)
+
+
+@demo_app.callback()
+def demo(
+    ctx: typer.Context,
+    out: Path = typer.Option(Path("demo-output"), help="Output folder; the archive goes to OUT/archive."),
+    seed: int = typer.Option(42, help="Scenario seed."),
+    size: str = typer.Option("default", help="default or small."),
+    max_cloud: float = typer.Option(80.0, help="Drop scenes with eo:cloud_cover above this (client side)."),
+) -> None:
+    """Run the whole job offline: generate the archive if missing, serve it over a local STAC API,
+    and search it for every demo landscape."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from demo.server import serve_archive
+
+    archive = out / "archive"
+    try:
+        if not (archive / "manifest.json").exists():
+            _generate(archive, seed, size, overwrite=True)
+        else:
+            console.print(f"using existing archive {archive} (delete it to regenerate)")
+        landscapes = load_landscapes(archive / "aoi.geojson")
+        truth = json.loads((archive / "truth" / "truth.json").read_text())
+        with serve_archive(archive) as api:
+            console.print(f"local STAC API: {api.url} ({api.n_items} items)")
+            summary = _search_summary(api.url, landscapes, truth, max_cloud)
+    except AoiValidationError as exc:
+        err.print(f"[red]invalid[/red] {exc}")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    except AmurwatchError as exc:
+        err.print(f"[red]error[/red] {exc}")
+        raise typer.Exit(EXIT_FAILED)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "search-summary.json").write_text(json.dumps(summary, indent=1))
+    console.print(f"wrote {out / 'search-summary.json'}")
+
+
+def _search_summary(url: str, landscapes, truth: dict, max_cloud: float) -> list[dict]:
+    from pystac_client import Client
+
+    client = Client.open(url)
+    t = Table(title="What a search of the local STAC API finds, per demo landscape")
+    for c in ("landscape", "collection", "baseline", "monitoring", f"≤{max_cloud:g}% cloud", "first", "last"):
+        t.add_column(c)
+    rows = []
+    my = truth["monitoring_year"]
+    for ls in landscapes:
+        for col in ("sentinel-2-c1-l2a", "landsat-c2-l2"):
+            # rustac's in-memory backend does not implement `query`/`filter`: filter cloud cover here
+            items = list(client.search(collections=[col], intersects=ls.geometry, limit=100,
+                                       datetime=f"{truth['baseline_years'][0]}-01-01/{my}-12-31").items_as_dicts())
+            dates = sorted(i["properties"]["datetime"][:10] for i in items)
+            mon = [d for d in dates if d.startswith(str(my))]
+            keep = [i for i in items if i["properties"].get("eo:cloud_cover", 100) <= max_cloud]
+            row = {"landscape_id": ls.id, "collection": col, "items": len(items), "baseline": len(items) - len(mon),
+                   "monitoring": len(mon), "usable": len(keep), "first": dates[0] if dates else None,
+                   "last": dates[-1] if dates else None}
+            rows.append(row)
+            t.add_row(ls.id, col, str(row["baseline"]), str(row["monitoring"]), str(row["usable"]),
+                      str(row["first"]), str(row["last"]))
+    console.print(t)
+    return rows
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

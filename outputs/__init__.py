@@ -1,0 +1,1 @@
+"""amurwatch outputs (see README: architecture)."""

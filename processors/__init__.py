@@ -1,0 +1,1 @@
+"""amurwatch processors (see README: architecture)."""

@@ -1,0 +1,1 @@
+"""Finding and loading imagery: STAC search, collection profiles, lazy loading, Earth Engine."""
