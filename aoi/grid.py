@@ -11,10 +11,11 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pyproj import CRS, Transformer
+import numpy as np
+import shapely
 from shapely.geometry.base import BaseGeometry
-from shapely.ops import transform as shapely_transform
 
-__all__ = ["Grid", "utm_epsg_for", "grid_for_geometry"]
+__all__ = ["Grid", "utm_epsg_for", "grid_for_geometry", "reproject_geometry"]
 
 Resolution = Annotated[float, Field(gt=0, le=1000, description="pixel size in metres")]
 
@@ -126,8 +127,17 @@ def grid_for_geometry(geometry_lonlat: BaseGeometry, resolution: float, epsg: in
     """
     c = geometry_lonlat.centroid
     code = epsg or utm_epsg_for(c.x, c.y)
-    to_utm = Transformer.from_crs(4326, code, always_xy=True)
     # densify so that the projected bounds of a long polygon edge are not underestimated
-    dense = geometry_lonlat.segmentize(0.01) if hasattr(geometry_lonlat, "segmentize") else geometry_lonlat
-    projected = shapely_transform(to_utm.transform, dense)
+    projected = reproject_geometry(geometry_lonlat.segmentize(0.01), 4326, code)
     return Grid(epsg=code, resolution=resolution, bounds=_snap(projected.bounds, resolution))
+
+
+def reproject_geometry(geom: BaseGeometry, src_epsg: int, dst_epsg: int) -> BaseGeometry:
+    """Reproject a shapely geometry between two EPSG codes (lon/lat axis order for EPSG:4326)."""
+    t = Transformer.from_crs(src_epsg, dst_epsg, always_xy=True)
+
+    def fn(xy: np.ndarray) -> np.ndarray:
+        x, y = t.transform(xy[:, 0], xy[:, 1])
+        return np.column_stack([x, y])
+
+    return shapely.transform(geom, fn)

@@ -204,13 +204,14 @@ def parse_landscapes(text: str, *, source: str = "<string>", max_area_km2: float
             "file", "the FeatureCollection has no features", "add at least one landscape Feature")])
 
     landscapes: list[Landscape] = []
+    raw_ids = [(f.get("properties") or {}).get("id", f.get("id")) for f in features if isinstance(f, dict)]
     for i, feat in enumerate(features, 1):
         landscape, fproblems = _parse_feature(i, feat, max_area_km2)
         problems += fproblems
         if landscape is not None:
             landscapes.append(landscape)
 
-    for lid, n in Counter(ls.id for ls in landscapes).items():
+    for lid, n in Counter(x for x in raw_ids if isinstance(x, str)).items():
         if n > 1:
             problems.append(AoiProblem("file", f"id {lid!r} is used by {n} features",
                                        "give each landscape a unique id; ids name output files and alerts"))

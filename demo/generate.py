@@ -39,9 +39,10 @@ from pyproj import Transformer
 from rasterio.features import shapes as raster_shapes
 from rasterio.io import MemoryFile
 from shapely.geometry import Polygon, shape
-from shapely.ops import transform as shp_transform, unary_union
+from shapely.ops import unary_union
 
 from aoi import Grid, Landscape, load_landscapes
+from aoi.grid import reproject_geometry, utm_epsg_for
 from aoi.errors import AmurwatchError
 from sources.profiles import (
     LANDSAT_C2_BANDS,
@@ -89,16 +90,13 @@ class ArchiveSummary:
 
 # ------------------------------------------------------------------------------------ windows as AOIs
 def _window_polygon(spec: WindowSpec, side_m: float) -> tuple[dict, int]:
-    from aoi.grid import utm_epsg_for
-
     epsg = utm_epsg_for(spec.lon, spec.lat)
     fwd = Transformer.from_crs(4326, epsg, always_xy=True)
-    inv = Transformer.from_crs(epsg, 4326, always_xy=True)
     cx, cy = fwd.transform(spec.lon, spec.lat)
     cx, cy = round(cx / 60) * 60, round(cy / 60) * 60
     half = side_m / 2
     sq = Polygon([(cx - half, cy - half), (cx + half, cy - half), (cx + half, cy + half), (cx - half, cy + half)])
-    ll = shp_transform(inv.transform, sq.segmentize(side_m / 8))
+    ll = reproject_geometry(sq.segmentize(side_m / 8), epsg, 4326)
     coords = [[round(x, 7), round(y, 7)] for x, y in ll.exterior.coords]
     return {"type": "Polygon", "coordinates": [coords]}, epsg
 
@@ -305,12 +303,11 @@ def _ndvi(r: np.ndarray) -> np.ndarray:
 
 
 def _vectorise(mask: np.ndarray, grid: Grid, min_px: int = 1):
-    to_ll = Transformer.from_crs(grid.epsg, 4326, always_xy=True)
     polys = [shape(g) for g, v in raster_shapes(mask.astype(np.uint8), mask=mask, transform=Affine(*grid.transform)) if v == 1]
     if not polys:
         return None
     u = unary_union(polys)
-    return shp_transform(to_ll.transform, u)
+    return reproject_geometry(u, grid.epsg, 4326)
 
 
 def _theil_sen_mk(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -134,6 +134,7 @@ class World:
     fire_severity: np.ndarray | None = None  #: float32 0..1 fraction of canopy consumed
     # steppe window
     grass_trend: np.ndarray | None = None  #: float32 relative vigour change per year
+    grass_base: np.ndarray | None = None  #: float32 peak-season productivity (1 = lush meadow)
     trend_year0: int = 2020
     # wetland window
     elevation: np.ndarray | None = None  #: float32, the basin floor (lower floods first)
@@ -298,6 +299,8 @@ def build_world(scenario: Scenario, spec: WindowSpec, aoi_grid: Grid) -> World:
         improve = 0.035 * fence
         trend = np.where(lc == LC.GRASS, degrade + improve, 0.0).astype(np.float32)
         world.grass_trend = trend
+        # typical steppe is below a lush meadow's peak; the fenced patch starts from a degraded state
+        world.grass_base = (0.82 + 0.06 * smooth_noise(rng, shape, 25) - 0.17 * fence).astype(np.float32)
         world.trend_year0 = years[0]
 
     else:  # wetland
@@ -406,6 +409,8 @@ def surface_reflectance(world: World, date: dt.date) -> tuple[np.ndarray, dict[s
     for code, kind in ((LC.LARCH, "larch"), (LC.BIRCH, "birch")):
         put(lc == code, _mix(SPECTRA[f"{kind}_dormant"], SPECTRA[f"{kind}_peak"], g[kind] * min(vig, 1.05)))
     grass_amp = np.full((h, w), vig, np.float32)
+    if world.grass_base is not None:
+        grass_amp = grass_amp * world.grass_base
     if world.grass_trend is not None:
         grass_amp = grass_amp * np.clip(1 + world.grass_trend * (y - world.trend_year0), 0.2, 1.6)
     put(lc == LC.GRASS, _mix(SPECTRA["grass_dormant"], SPECTRA["grass_peak"], np.clip(g["grass"] * grass_amp, 0, 1)))
@@ -444,7 +449,11 @@ def surface_reflectance(world: World, date: dt.date) -> tuple[np.ndarray, dict[s
 
     water = water_mask(world, date)
     if water.any():
-        emergent = 0.12 * g["reed"] * (lc == LC.MARSH)
+        emergent = np.zeros((h, w), np.float32)
+        if world.elevation is not None:
+            # reeds emerge from the shallow fringe only; open water further in is clean
+            depth = np.quantile(world.elevation, water_fraction_target(world, date)) - world.elevation
+            emergent = 0.25 * g["reed"] * np.clip(1 - depth / 0.04, 0, 1) * (lc == LC.MARSH)
         out[:, water] = _mix(SPECTRA["water"], SPECTRA["reed_peak"], emergent)[:, water]
 
     out *= world.texture

@@ -10,9 +10,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from pyproj import Transformer
 from shapely.geometry import MultiPoint, box, mapping
-from shapely.ops import transform as shp_transform
+
+from aoi.grid import reproject_geometry
 
 from sources.profiles import (
     LANDSAT_C2_BANDS,
@@ -59,9 +59,7 @@ def s2_processing_baseline(date: dt.date) -> str:
 def footprint_lonlat(epsg: int, bounds, valid_points_xy=None) -> dict[str, Any]:
     """GeoJSON footprint in lon/lat: the data area of the scene, from its projected bounds or points."""
     geom = box(*bounds) if valid_points_xy is None else MultiPoint(valid_points_xy).convex_hull
-    t = Transformer.from_crs(epsg, 4326, always_xy=True)
-    g = shp_transform(t.transform, geom.segmentize(500.0) if hasattr(geom, "segmentize") else geom)
-    g = g.simplify(1e-6)
+    g = reproject_geometry(geom.segmentize(500.0), epsg, 4326).simplify(1e-6)
     out = mapping(g)
     return {"type": out["type"], "coordinates": _round(out["coordinates"])}
 
