@@ -1,0 +1,1 @@
+"""Reproducible performance measurements. Run all with ``make bench`` (``python -m benchmarks``)."""

@@ -1,0 +1,22 @@
+"""Run every benchmark (or the ones named): ``python -m benchmarks [archive ...]``."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+ALL = ["archive"]
+
+
+def main(argv: list[str]) -> int:
+    names = argv or ALL
+    for name in names:
+        if name not in ALL:
+            print(f"unknown benchmark {name!r}; choose from {ALL}", file=sys.stderr)
+            return 2
+        importlib.import_module(f"benchmarks.{name}").main()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
