@@ -190,6 +190,7 @@ def landsat_item(*, item_id: str, platform: str, when: dt.datetime, epsg: int, g
         "landsat:wrs_path": wrs[:3], "landsat:wrs_row": wrs[3:], "landsat:collection_category": "T1",
         "landsat:collection_number": "02", "landsat:correction": "L2SP",
         "grid:code": f"WRS2-{wrs}", "datetime": _iso(when), "updated": _iso(created),
+        "processing:software": {"amurwatch-demo": "1"},
     }
     assets: dict[str, Any] = {}
     for key, spec in LANDSAT_C2_BANDS.items():

@@ -1,0 +1,402 @@
+"""Load clear-sky surface reflectance onto a landscape's grid, lazily, with stackstac over item dicts.
+
+The result is an ``xr.Dataset`` (time, y, x) with one float32 variable per canonical band, in
+[0, 1], NaN where the pixel is not clear (cloud, shadow, cirrus, no data; snow too unless
+``mask_snow=False``), plus boolean ``clear`` and ``snow`` layers and per-scene provenance
+coordinates. Nothing is read until the caller computes, except the preflight below.
+
+Preflight (eager, headers only, in threads):
+- every asset that will be read is opened once: an unreadable or missing asset skips its scene and
+  is reported, so a hole never silently turns into a clear-sky change;
+- the file's grid is compared with the item's ``proj:*`` metadata: a mismatch is an error, unless
+  ``use_file_grid=True`` (then the file's own grid is used);
+- Sentinel-2 scenes get a sanity check on a decimated read: clear dark pixels far below zero mean
+  the BOA offset was applied twice (a wrong catalog flag); the offset is then corrected and reported.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import datetime as dt
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import rasterio
+import rioxarray  # noqa: F401  (registers the .rio accessor)
+import stackstac
+import xarray as xr
+from rasterio.enums import Resampling
+
+from aoi.grid import Grid
+
+from .profiles import (
+    DEFAULT_BANDS,
+    HLS_MSI_TO_OLI,
+    QA,
+    SCL,
+    SCL_NOT_CLEAR,
+    CollectionProfile,
+    MissingMetadataError,
+    Scaling,
+    SourceError,
+    detect_profile,
+    item_platform,
+    normalize_item,
+    resolve_scaling,
+)
+from .search import parse_datetime, solar_date
+
+__all__ = ["load_reflectance", "LoadReport", "SkippedScene", "AssetGridMismatchError", "gdal_env",
+           "GDAL_HTTP_RETRIES", "GDAL_HTTP_RETRY_DELAY_S", "clear_sky_scl", "clear_sky_qa_pixel"]
+
+log = logging.getLogger(__name__)
+
+#: GDAL retries nothing by default (GDAL_HTTP_MAX_RETRY=0) and waits 30 s when it does.
+GDAL_HTTP_RETRIES = 5
+GDAL_HTTP_RETRY_DELAY_S = 0.5
+#: clear dark pixels below this reflectance mean the offset was subtracted twice
+_DOUBLE_OFFSET_FLOOR = -0.04
+
+
+class AssetGridMismatchError(SourceError, ValueError):
+    """An asset's file grid disagrees with its STAC ``proj:*`` metadata."""
+
+
+@dataclass(frozen=True)
+class SkippedScene:
+    item_id: str
+    asset: str
+    reason: str
+
+
+@dataclass
+class LoadReport:
+    """What the loader did: scenes loaded, scenes skipped (with reasons), corrections made."""
+
+    loaded: list[str] = field(default_factory=list)
+    skipped: list[SkippedScene] = field(default_factory=list)
+    offset_corrections: list[str] = field(default_factory=list)
+    grid_overrides: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        s = f"{len(self.loaded)} scenes loaded, {len(self.skipped)} skipped"
+        if self.skipped:
+            s += ": " + "; ".join(f"{x.item_id} ({x.asset}: {x.reason})" for x in self.skipped)
+        if self.offset_corrections:
+            s += ". Offset corrected: " + "; ".join(self.offset_corrections)
+        return s
+
+
+def gdal_env(**extra: str) -> stackstac.rio_env.LayeredEnv:
+    """stackstac's GDAL environment with HTTP retries turned on (GDAL retries nothing by default)."""
+    always = {"GDAL_HTTP_MAX_RETRY": str(GDAL_HTTP_RETRIES), "GDAL_HTTP_RETRY_DELAY": str(GDAL_HTTP_RETRY_DELAY_S),
+              "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR", **extra}
+    return stackstac.DEFAULT_GDAL_ENV.updated(always=always)
+
+
+def _rio_env(**extra) -> rasterio.Env:
+    return rasterio.Env(GDAL_HTTP_MAX_RETRY=GDAL_HTTP_RETRIES, GDAL_HTTP_RETRY_DELAY=GDAL_HTTP_RETRY_DELAY_S,
+                        GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR", **extra)
+
+
+# ----------------------------------------------------------------------------------------- masks
+def clear_sky_scl(scl: xr.DataArray) -> tuple[xr.DataArray, xr.DataArray]:
+    """(clear, snow) from Sentinel-2 SCL: not clear = 0, 1, 3, 8, 9, 10 (and NaN); snow = 11, its own flag."""
+    valid = scl.notnull()
+    snow = valid & (scl == SCL.SNOW)
+    bad = scl.isin(sorted(SCL_NOT_CLEAR))
+    return valid & ~bad & ~snow, snow
+
+
+def clear_sky_qa_pixel(qa: xr.DataArray) -> tuple[xr.DataArray, xr.DataArray]:
+    """(clear, snow) from Landsat QA_PIXEL: bits 0-4 (fill, dilated cloud, cirrus, cloud, shadow) must
+    all be 0; bit 5 is snow. The clear bit (6) alone is not trusted: shadow pixels keep it set."""
+    valid = qa.notnull()
+    q = qa.fillna(1).astype("uint16")
+    not_clear = (q & 0b11111) != 0
+    snow = valid & (((q >> QA.SNOW) & 1) == 1) & ~not_clear
+    return valid & ~not_clear & ~snow, snow
+
+
+# ----------------------------------------------------------------------------------------- preflight
+@dataclass
+class _Scene:
+    item: dict
+    profile: CollectionProfile
+    scaling: dict[str, Scaling]
+    time: dt.datetime
+    solar: dt.date
+
+
+def _meta_grid(item: dict, asset: dict) -> tuple[int | None, list | None, list | None]:
+    p = item.get("properties", {})
+    epsg = asset.get("proj:epsg", p.get("proj:epsg"))
+    shape = asset.get("proj:shape", p.get("proj:shape"))
+    transform = asset.get("proj:transform", p.get("proj:transform"))
+    return epsg, shape, transform
+
+
+def _check_asset(scene: _Scene, band: str, use_file_grid: bool, report: LoadReport) -> SkippedScene | None:
+    key = scene.profile.asset_for(band)
+    asset = scene.item["assets"].get(key)
+    iid = scene.item.get("id", "?")
+    if asset is None or not asset.get("href"):
+        raise MissingMetadataError(f"item {iid!r} ({scene.profile.name}) has no asset {key!r} for band {band!r}; "
+                                   f"it has {sorted(scene.item.get('assets', {}))}")
+    try:
+        with _rio_env(), rasterio.open(asset["href"]) as ds:
+            f_epsg = ds.crs.to_epsg() if ds.crs else None
+            f_shape = [ds.height, ds.width]
+            f_transform = list(ds.transform)[:6]
+    except Exception as exc:  # RasterioIOError, CPLE_*: unreadable, missing, corrupt
+        return SkippedScene(iid, key, f"unreadable: {str(exc).splitlines()[0][:200]}")
+    epsg, shape, transform = _meta_grid(scene.item, asset)
+    missing = [n for n, v in (("proj:epsg", epsg), ("proj:shape", shape), ("proj:transform", transform)) if v is None]
+    differs = []
+    if not missing:
+        if int(epsg) != f_epsg:
+            differs.append(f"proj:epsg {epsg} vs file EPSG:{f_epsg}")
+        if list(shape) != f_shape:
+            differs.append(f"proj:shape {list(shape)} vs file {f_shape}")
+        if not np.allclose(np.asarray(transform, float), np.asarray(f_transform, float), atol=1e-6):
+            differs.append(f"proj:transform {list(transform)} vs file {f_transform}")
+    if missing or differs:
+        if not use_file_grid:
+            what = f"lacks {', '.join(missing)}" if missing else "disagrees with its file: " + "; ".join(differs)
+            cls = MissingMetadataError if missing else AssetGridMismatchError
+            raise cls(f"item {iid!r} asset {key!r} {what}. Fix: correct the catalog, or pass use_file_grid=True "
+                      "to read each asset on the grid stored in its file")
+        asset["proj:epsg"], asset["proj:shape"], asset["proj:transform"] = f_epsg, f_shape, f_transform
+        report.grid_overrides.append(f"{iid}/{key}")
+    return None
+
+
+def _offset_check(scene: _Scene) -> str | None:
+    """Detect a Sentinel-2 offset applied twice (or missing) from a decimated read; fix the scaling."""
+    prof = scene.profile
+    probe = "swir22" if "swir22" in prof.bands else "red"
+    s = scene.scaling[probe]
+    try:
+        with _rio_env():
+            with rasterio.open(scene.item["assets"][prof.asset_for(probe)]["href"]) as ds:
+                # decimated (COG overviews serve it cheaply), but never coarser than 256 px a side
+                shape = (min(ds.height, max(256, ds.height // 8)), min(ds.width, max(256, ds.width // 8)))
+                dn = ds.read(1, out_shape=shape, resampling=Resampling.nearest).astype(np.float64)
+            with rasterio.open(scene.item["assets"][prof.mask_asset]["href"]) as ds:
+                scl = ds.read(1, out_shape=shape, resampling=Resampling.nearest)
+    except Exception:
+        return None  # unreadable scenes are reported by the asset check
+    clear = (dn != s.nodata) & np.isin(scl, [SCL.VEGETATION, SCL.NOT_VEGETATED, SCL.WATER, SCL.DARK_AREA])
+    if clear.sum() < 50:
+        return None
+    refl = dn[clear] * s.scale + s.offset
+    iid = scene.item.get("id")
+    if s.offset < 0 and np.percentile(refl, 2) < _DOUBLE_OFFSET_FLOOR:
+        for b, sc in scene.scaling.items():
+            scene.scaling[b] = Scaling(sc.scale, 0.0, sc.nodata, sc.reason + "; corrected: offset was applied twice")
+        return (f"{iid}: BOA offset applied twice (2% of clear {probe} pixels read below {_DOUBLE_OFFSET_FLOOR} "
+                f"with offset {s.offset:g}); offset removed")
+    water = (dn != s.nodata) & (scl == SCL.WATER)
+    if s.offset == 0 and water.sum() >= 50 and probe == "swir22" and np.median(dn[water]) * s.scale > 0.09:
+        off = -1000 * s.scale
+        for b, sc in scene.scaling.items():
+            scene.scaling[b] = Scaling(sc.scale, off, sc.nodata, sc.reason + "; corrected: the DN carry the +1000 offset")
+        return (f"{iid}: the DN carry the +1000 BOA offset although the item says it was removed (clear water "
+                f"reads {np.median(dn[water]) * s.scale:.3f} in SWIR 2.2); offset {off:g} applied")
+    return None
+
+
+def _prepare(items: Sequence[Mapping[str, Any]], bands: Sequence[str]) -> list[_Scene]:
+    scenes = []
+    for raw in items:
+        it = normalize_item(raw)
+        prof = detect_profile(it)
+        avail = [b for b in bands if b in prof.bands]
+        scaling = {b: resolve_scaling(prof, it, b) for b in avail}
+        t = parse_datetime(it["properties"].get("datetime") or it["properties"]["start_datetime"])
+        scenes.append(_Scene(it, prof, scaling, t, solar_date(it)))
+    return scenes
+
+
+# ----------------------------------------------------------------------------------------- load
+def load_reflectance(
+    items: Sequence[Mapping[str, Any]],
+    grid: Grid,
+    *,
+    bands: Sequence[str] = DEFAULT_BANDS,
+    harmonize: bool = False,
+    mask_snow: bool = True,
+    use_file_grid: bool = False,
+    check_offset: bool = True,
+    chunksize: int = 1024,
+    preflight_threads: int = 8,
+) -> tuple[xr.Dataset, LoadReport]:
+    """Clear-sky surface reflectance of ``items`` on ``grid``, lazily.
+
+    Parameters
+    ----------
+    items
+        STAC item dicts (any supported provider, mixed missions and CRSs allowed).
+    grid
+        Target grid (``landscape.grid(10)`` or ``grid(20)``). Sentinel-2 20 m bands and Landsat 30 m
+        are resampled bilinearly onto it; mask bands with nearest neighbour.
+    bands
+        Canonical bands: ``blue, green, red, nir, swir16, swir22`` (and ``nir08``, Sentinel-2 only).
+    harmonize
+        Bring Landsat OLI onto the Sentinel-2 MSI scale with the HLS bandpass adjustment
+        (Claverie et al. 2018): ``MSI = (OLI - offset) / slope``.
+    mask_snow
+        Also set snow pixels to NaN (they stay flagged in ``snow`` either way).
+    use_file_grid
+        Read each asset on the grid stored in its file when the STAC metadata disagree or are missing.
+    check_offset
+        Run the Sentinel-2 double-offset sanity check.
+    chunksize
+        Spatial chunk size in pixels (per time step and band).
+
+    Returns
+    -------
+    (dataset, report)
+        ``dataset``: variables ``<band>`` (float32, unit 1), ``clear`` and ``snow`` (bool), dims
+        (time, y, x), CRS as the CF grid mapping ``spatial_ref``; coordinates along time:
+        ``platform``, ``item_id``, ``collection``, ``processing_baseline``, ``cloud_cover``,
+        ``offset``, ``solar_date``. ``report``: loaded and skipped scenes and corrections.
+    """
+    bands = list(dict.fromkeys(bands))
+    report = LoadReport()
+    scenes = _prepare(items, bands)
+    if not scenes:
+        raise SourceError("no items to load; widen the time window or check the search (0 items found)")
+
+    # preflight: every asset header, in threads
+    def check(scene: _Scene) -> SkippedScene | None:
+        for b in list(scene.scaling) + ["mask"]:
+            r = _check_asset(scene, b, use_file_grid, report)
+            if r is not None:
+                return r
+        return None
+
+    with cf.ThreadPoolExecutor(max_workers=preflight_threads) as ex:
+        results = list(ex.map(check, scenes))
+    good = []
+    for sc, r in zip(scenes, results):
+        if r is None:
+            good.append(sc)
+        else:
+            report.skipped.append(r)
+            log.warning("skipping scene %s: %s %s", r.item_id, r.asset, r.reason)
+    if check_offset:
+        s2 = [s for s in good if s.profile.mission == "sentinel-2"]
+        with cf.ThreadPoolExecutor(max_workers=preflight_threads) as ex:
+            for msg in ex.map(_offset_check, s2):
+                if msg:
+                    report.offset_corrections.append(msg)
+                    log.warning("offset correction: %s", msg)
+    if not good:
+        raise SourceError(f"every scene failed to load: {report.summary()}")
+    report.loaded = [s.item.get("id", "?") for s in good]
+
+    parts = []
+    by_profile: dict[str, list[_Scene]] = {}
+    for s in good:
+        by_profile.setdefault(s.profile.name, []).append(s)
+    for pname, group in by_profile.items():
+        parts.append(_stack_profile(group, grid, bands, harmonize, mask_snow, chunksize))
+    ds = xr.concat(parts, dim="time", join="outer", coords="different", compat="equals") if len(parts) > 1 else parts[0]
+    ds = ds.sortby("time")
+    ds = _mosaic_solar_days(ds)
+    for b in bands:
+        if b not in ds:
+            ds[b] = xr.full_like(ds["clear"], np.nan, dtype=np.float32)
+        ds[b].attrs = {"long_name": f"{b} surface reflectance", "units": "1", "_FillValue": np.float32(np.nan)}
+        ds[b].encoding = {}
+    ds["clear"].attrs = {"long_name": "clear-sky observation (not cloud, shadow, cirrus, no data or snow)", "units": "1"}
+    ds["snow"].attrs = {"long_name": "snow or ice", "units": "1"}
+    ds = ds[bands + ["clear", "snow"]]
+    ds = ds.rio.write_crs(grid.epsg)
+    ds.attrs = {"title": "clear-sky surface reflectance", "grid_epsg": grid.epsg, "grid_resolution": grid.resolution,
+                "grid_bounds": list(grid.bounds), "harmonized": int(harmonize), "Conventions": "CF-1.8"}
+    return ds, report
+
+
+def _stack_profile(group: list[_Scene], grid: Grid, bands, harmonize, mask_snow, chunksize) -> xr.Dataset:
+    prof = group[0].profile
+    avail = [b for b in bands if b in prof.bands]
+    dicts = [s.item for s in group]
+    common = dict(epsg=grid.epsg, resolution=grid.resolution, bounds=grid.bounds, snap_bounds=False,
+                  dtype="float32", fill_value=np.float32(np.nan), rescale=False, chunksize=chunksize,
+                  gdal_env=gdal_env(), errors_as_nodata=(), sortby_date=False, properties=False, band_coords=False)
+    dn = stackstac.stack(dicts, assets=[prof.asset_for(b) for b in avail], resampling=Resampling.bilinear, **common)
+    mask = stackstac.stack(dicts, assets=[prof.mask_asset], resampling=Resampling.nearest, **common).isel(band=0, drop=True)
+    dn = dn.assign_coords(band=avail)
+    times = np.array([s.time.astimezone(dt.timezone.utc).replace(tzinfo=None) for s in group], dtype="datetime64[ns]")
+    dn = dn.assign_coords(time=times)
+    mask = mask.assign_coords(time=times)
+    if prof.mask_kind == "scl":
+        clear, snow = clear_sky_scl(mask)
+    else:
+        clear, snow = clear_sky_qa_pixel(mask)
+    keep = clear | (snow if not mask_snow else False)
+    out = {}
+    for b in avail:
+        sc = np.array([s.scaling[b].scale for s in group], np.float32)
+        off = np.array([s.scaling[b].offset for s in group], np.float32)
+        nod = np.array([s.scaling[b].nodata for s in group], np.float32)
+        x = dn.sel(band=b, drop=True)
+        valid = x.notnull() & (x != xr.DataArray(nod, dims="time"))
+        r = x * xr.DataArray(sc, dims="time") + xr.DataArray(off, dims="time")
+        if harmonize and prof.mission == "landsat":
+            slope, intercept = HLS_MSI_TO_OLI["nir08" if b == "nir" else b]
+            r = (r - intercept) / slope
+        out[b] = r.clip(0.0, 1.0).where(valid & keep).astype(np.float32)
+        clear = clear & valid
+    ds = xr.Dataset(out)
+    ds["clear"] = clear
+    ds["snow"] = snow
+    for c in [c for c in ds.coords if c not in ("time", "x", "y")]:
+        ds = ds.drop_vars(c)
+    first = avail[0]
+    ds = ds.assign_coords(
+        platform=("time", np.array([item_platform(s.item) for s in group], dtype=str)),
+        item_id=("time", np.array([s.item.get("id", "") for s in group], dtype=str)),
+        collection=("time", np.array([s.profile.name for s in group], dtype=str)),
+        processing_baseline=("time", np.array([str(s.item["properties"].get(s.profile.baseline_property, "") or "")
+                                               if s.profile.baseline_property else "" for s in group], dtype=str)),
+        cloud_cover=("time", np.array([float(s.item["properties"].get("eo:cloud_cover", np.nan)) for s in group], np.float32)),
+        offset=("time", np.array([s.scaling[first].offset for s in group], np.float32)),
+        solar_date=("time", np.array([s.solar.isoformat() for s in group], dtype=str)),
+    )
+    return ds
+
+
+def _mosaic_solar_days(ds: xr.Dataset) -> xr.Dataset:
+    """Merge same-day tiles of one platform (same solar date) into one observation: first valid pixel wins."""
+    keys = [f"{p}|{d}" for p, d in zip(ds["platform"].values, ds["solar_date"].values)]
+    if len(set(keys)) == len(keys):
+        return ds
+    order: dict[str, list[int]] = {}
+    for i, k in enumerate(keys):
+        order.setdefault(k, []).append(i)
+    parts = []
+    for k, idx in order.items():
+        if len(idx) == 1:
+            parts.append(ds.isel(time=idx))
+            continue
+        sub = ds.isel(time=idx)
+        merged = sub.isel(time=0)
+        for j in range(1, len(idx)):
+            nxt = sub.isel(time=j)
+            merged = xr.Dataset({v: (merged[v] | nxt[v]) if merged[v].dtype == bool else merged[v].fillna(nxt[v])
+                                 for v in merged.data_vars}, coords=merged.coords)
+        merged = merged.expand_dims("time")
+        merged = merged.assign_coords(
+            time=[sub["time"].values[0]],
+            item_id=("time", ["+".join(sub["item_id"].values.tolist())]),
+            cloud_cover=("time", [np.float32(np.nanmean(sub["cloud_cover"].values))]),
+            platform=("time", [sub["platform"].values[0]]), collection=("time", [sub["collection"].values[0]]),
+            processing_baseline=("time", [sub["processing_baseline"].values[0]]),
+            offset=("time", [sub["offset"].values[0]]), solar_date=("time", [sub["solar_date"].values[0]]))
+        parts.append(merged)
+    return xr.concat(parts, dim="time").sortby("time")
