@@ -327,7 +327,8 @@ def _stack_profile(group: list[_Scene], grid: Grid, bands, harmonize, mask_snow,
     dicts = [s.item for s in group]
     common = dict(epsg=grid.epsg, resolution=grid.resolution, bounds=grid.bounds, snap_bounds=False,
                   dtype="float32", fill_value=np.float32(np.nan), rescale=False, chunksize=chunksize,
-                  gdal_env=gdal_env(), errors_as_nodata=(), sortby_date=False, properties=False, band_coords=False)
+                  gdal_env=gdal_env(), errors_as_nodata=(), sortby_date=False, properties=False, band_coords=False,
+                  xy_coords="center")
     dn = stackstac.stack(dicts, assets=[prof.asset_for(b) for b in avail], resampling=Resampling.bilinear, **common)
     mask = stackstac.stack(dicts, assets=[prof.mask_asset], resampling=Resampling.nearest, **common).isel(band=0, drop=True)
     dn = dn.assign_coords(band=avail)

@@ -285,3 +285,14 @@ def test_landsat_harmonisation_brings_oli_onto_msi(small_archive):
     # OLI blue reads ~0.004 lower than MSI (HLS offset): the adjustment removes that bias
     assert abs(np.mean(errs_hls)) < abs(np.mean(errs_raw))
     assert hls.attrs["harmonized"] == 1
+
+
+def test_coordinates_are_pixel_centres_and_the_transform_is_the_grids(small_archive):
+    """CF / rioxarray read x, y as pixel centres; a top-left convention would shift every cube by half a pixel."""
+    it = demo_items(small_archive, "sentinel-2-c1-l2a", STEPPE, "2026-07")[0]
+    grid = _landscape(small_archive, "hulunbuir-steppe-demo").grid(10)
+    ds, _ = load_reflectance([it], grid)
+    np.testing.assert_allclose(ds.x.values, grid.x_coords())
+    np.testing.assert_allclose(ds.y.values, grid.y_coords())
+    assert tuple(ds.red.rio.transform())[:6] == pytest.approx(grid.transform)
+    assert ds.rio.crs.to_epsg() == grid.epsg and ds.red.rio.bounds() == pytest.approx(grid.bounds)
