@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-ALL = ["archive"]
+ALL = ["archive", "load"]
 
 
 def main(argv: list[str]) -> int:

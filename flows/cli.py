@@ -73,14 +73,21 @@ def stac_serve(
     """Serve an archive's collections and items over a STAC API on loopback until Ctrl-C."""
     from demo.server import StacServer
 
+    def _terminate(signum, frame):
+        raise KeyboardInterrupt
+
+    # installed before the server starts, so a SIGTERM at any moment still stops rustac cleanly
+    signal.signal(signal.SIGTERM, _terminate)
     srv = StacServer(archive, port=port or None)
     try:
         srv.start()
     except AmurwatchError as exc:
         err.print(f"[red]error[/red] {exc}")
         raise typer.Exit(EXIT_BAD_INPUT)
+    except KeyboardInterrupt:
+        srv.stop()
+        return
     console.print(f"STAC API on [bold]{srv.url}[/bold] serving {srv.n_items} items from {archive} (Ctrl-C stops it)")
-    signal.signal(signal.SIGTERM, lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         while srv._proc is not None and srv._proc.poll() is None:
             time.sleep(0.5)
