@@ -296,3 +296,18 @@ def test_coordinates_are_pixel_centres_and_the_transform_is_the_grids(small_arch
     np.testing.assert_allclose(ds.y.values, grid.y_coords())
     assert tuple(ds.red.rio.transform())[:6] == pytest.approx(grid.transform)
     assert ds.rio.crs.to_epsg() == grid.epsg and ds.red.rio.bounds() == pytest.approx(grid.bounds)
+
+
+def test_sentinel2_at_20m_gives_the_native_pixels(small_archive):
+    it = demo_items(small_archive, "sentinel-2-c1-l2a", ZHALONG, "2026-08")[0]
+    g20 = _landscape(small_archive, "zhalong-demo").grid(20)
+    ds, _ = load_reflectance([it], g20)
+    assert ds.sizes["x"] == g20.width and ds.sizes["y"] == g20.height and ds.red.rio.resolution()[0] == 20
+    with rasterio.open(it["assets"]["swir16"]["href"]) as f:
+        win = rasterio.windows.from_bounds(*g20.bounds, transform=f.transform)
+        dn = f.read(1, window=win).astype(np.float64)
+    expected = dn * 1e-4 - 0.1
+    got = ds.swir16.isel(time=0).values
+    m = np.isfinite(got)
+    assert m.mean() > 0.3
+    np.testing.assert_allclose(got[m], np.clip(expected[m], 0, 1), atol=1e-6)

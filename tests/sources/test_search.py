@@ -203,3 +203,53 @@ def test_planetary_computer_hrefs_are_signed_through_the_sdk(monkeypatch):
         import planetary_computer.settings as pcs
 
         pcs.Settings.get.cache_clear()
+
+
+def test_a_read_timeout_is_retried(stac_api, small_archive):
+    """The first request hangs past the client timeout; the retry gets the answer."""
+    import time as _time
+
+    state = {"n": 0}
+
+    class Slow(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_GET(self):
+            state["n"] += 1
+            if state["n"] == 1:
+                _time.sleep(1.5)  # longer than the 0.5 s timeout below
+            with urllib.request.urlopen(stac_api.url + self.path, timeout=30) as r:
+                data = r.read().replace(stac_api.url.encode(), f"http://127.0.0.1:{self.server.server_port}".encode())
+            try:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up on the slow answer, as it should
+
+        def do_POST(self):
+            n = int(self.headers.get("Content-Length", 0))
+            body = self.rfile.read(n)
+            req = urllib.request.Request(stac_api.url + self.path, data=body, method="POST",
+                                         headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=30) as r:
+                data = r.read().replace(stac_api.url.encode(), f"http://127.0.0.1:{self.server.server_port}".encode())
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        land = _land(small_archive, "zhalong-demo")
+        got = search_items(f"http://127.0.0.1:{srv.server_port}", intersects=land.geometry, start="2026-07-01",
+                           end="2026-07-31", collections=COLS, retry=RetryPolicy(retries=3, backoff_s=0.05, timeout_s=0.5))
+        assert state["n"] >= 2 and got
+    finally:
+        srv.shutdown()
+        srv.server_close()
