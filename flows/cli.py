@@ -151,6 +151,7 @@ def demo(
         with serve_archive(archive) as api:
             console.print(f"local STAC API: {api.url} ({api.n_items} items)")
             summary = _search_summary(api.url, landscapes, truth, max_cloud)
+            looks = _quicklooks(api.url, landscapes, truth, out, max_cloud)
     except AoiValidationError as exc:
         err.print(f"[red]invalid[/red] {exc}")
         raise typer.Exit(EXIT_BAD_INPUT)
@@ -159,7 +160,28 @@ def demo(
         raise typer.Exit(EXIT_FAILED)
     out.mkdir(parents=True, exist_ok=True)
     (out / "search-summary.json").write_text(json.dumps(summary, indent=1))
-    console.print(f"wrote {out / 'search-summary.json'}")
+    (out / "load-summary.json").write_text(json.dumps(looks, indent=1))
+    console.print(f"wrote {out / 'search-summary.json'}, {out / 'load-summary.json'} and {out / 'quicklook'}/*.png")
+
+
+def _quicklooks(url: str, landscapes, truth: dict, out: Path, max_cloud: float) -> list[dict]:
+    from flows.quicklook import season_quicklook
+
+    season = truth["monitoring_season"]
+    t = Table(title=f"Clear-sky reflectance loaded through the STAC API, {season[0]} to {season[1]}")
+    for c in ("landscape", "found", "loaded", "skipped", "mean clear", "July scene", "NDVI", "quick look"):
+        t.add_column(c)
+    rows = []
+    with _progress() as prog:
+        task = prog.add_task("loading each landscape's season", total=len(landscapes))
+        for ls in landscapes:
+            r = season_quicklook(url, ls, season[0], season[1], out / "quicklook" / f"{ls.id}.png", max_cloud=max_cloud)
+            rows.append(r)
+            t.add_row(ls.id, str(r["scenes_found"]), str(r["scenes_loaded"]), str(len(r["scenes_skipped"])),
+                      f"{r['mean_clear_fraction']:.0%}", r["quicklook_scene"], f"{r['quicklook_ndvi']:.2f}", r["quicklook"])
+            prog.advance(task)
+    console.print(t)
+    return rows
 
 
 def _search_summary(url: str, landscapes, truth: dict, max_cloud: float) -> list[dict]:

@@ -177,8 +177,8 @@ def _check_asset(scene: _Scene, band: str, use_file_grid: bool, report: LoadRepo
 def _offset_check(scene: _Scene) -> str | None:
     """Detect a Sentinel-2 offset applied twice (or missing) from a decimated read; fix the scaling."""
     prof = scene.profile
-    probe = "swir22" if "swir22" in prof.bands else "red"
-    s = scene.scaling[probe]
+    probe = "swir22" if "swir22" in prof.bands else "red"  # probed even when the caller did not ask for it
+    s = scene.scaling.get(probe) or resolve_scaling(prof, scene.item, probe)
     try:
         with _rio_env():
             with rasterio.open(scene.item["assets"][prof.asset_for(probe)]["href"]) as ds:

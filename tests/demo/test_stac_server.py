@@ -144,3 +144,11 @@ def test_cli_demo_generates_serves_and_searches(small_archive, tmp_path):
         expected = len(of_window(static_items(small_archive, x["collection"]), next(w for w in WINDOWS if w.id == x["landscape_id"])))
         assert x["items"] == expected and x["monitoring"] > (30 if x["collection"] == S2 else 20)
         assert 0 < x["usable"] <= x["items"]
+    looks = json.loads((out / "load-summary.json").read_text())
+    assert {x["landscape_id"] for x in looks} == {w.id for w in WINDOWS}
+    for x in looks:
+        assert x["scenes_loaded"] == x["scenes_found"] > 50 and not x["scenes_skipped"]
+        png = Path(x["quicklook"])
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
+    by_id = {x["landscape_id"]: x for x in looks}
+    assert by_id["greater-khingan-demo"]["quicklook_ndvi"] > 0.7  # a July forest, cloud-masked

@@ -311,3 +311,15 @@ def test_sentinel2_at_20m_gives_the_native_pixels(small_archive):
     m = np.isfinite(got)
     assert m.mean() > 0.3
     np.testing.assert_allclose(got[m], np.clip(expected[m], 0, 1), atol=1e-6)
+
+
+def test_a_subset_of_bands_still_gets_the_offset_check(small_archive, tmp_path):
+    it = demo_items(small_archive, "sentinel-2-c1-l2a", ZHALONG, "2026-08")[0]
+    bad = copy.deepcopy(it)
+    for k in ("red", "nir", "swir22"):
+        dst = tmp_path / Path(bad["assets"][k]["href"]).name
+        _rewrite_dn(Path(bad["assets"][k]["href"]), dst, -1000)
+        bad["assets"][k]["href"] = str(dst)
+    ds, rep = load_reflectance([bad], _landscape(small_archive, "zhalong-demo").grid(10), bands=["red", "nir"])
+    assert list(ds.data_vars) == ["red", "nir", "clear", "snow"]
+    assert rep.offset_corrections and ds.offset.item() == 0.0
