@@ -1,0 +1,40 @@
+"""Growing-season and snow windows for 42-53°N, and per-period grouping helpers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import xarray as xr
+
+__all__ = ["SeasonWindows", "season_windows", "in_window"]
+
+
+@dataclass(frozen=True)
+class SeasonWindows:
+    """Day-of-year windows of one landscape (inclusive)."""
+
+    growing_start_doy: int
+    growing_end_doy: int
+    snow_end_doy: int  #: lasting snow usually gone after this day
+    snow_start_doy: int  #: lasting snow usually back from this day
+
+
+def season_windows(lat: float) -> SeasonWindows:
+    """Default windows for the Amur-Heilong latitudes (42-53°N).
+
+    Green-up comes about 2.5 days later per degree north, and senescence about 2 days earlier. At
+    47°N the growing season's core runs from 1 June to mid-September, and the lasting snow runs
+    from early November to early April.
+    """
+    if not 35.0 <= lat <= 60.0:
+        raise ValueError(f"latitude {lat} is outside 35-60°N, where these defaults hold; pass explicit windows")
+    d = lat - 47.0
+    return SeasonWindows(growing_start_doy=int(round(152 + 2.5 * d)), growing_end_doy=int(round(258 - 2.0 * d)),
+                         snow_end_doy=int(round(95 + 3.0 * d)), snow_start_doy=int(round(305 - 3.0 * d)))
+
+
+def in_window(time: xr.DataArray, start_doy: int, end_doy: int) -> xr.DataArray:
+    """Boolean along ``time``: the day of year lies in ``[start_doy, end_doy]``."""
+    doy = time.dt.dayofyear
+    return (doy >= start_doy) & (doy <= end_doy)

@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.stats as st
+import xarray as xr
+
+from processors.grassland import DEGRADING, IMPROVING, STABLE, grassland_trend, growing_season_ndvi, ndvi_anomaly_z
+from processors.seasons import season_windows
+from processors.trends import mann_kendall, theil_sen_mk_numpy
+
+from .conftest import CountTasks
+
+
+def test_against_scipy_on_random_pixels():
+    rng = np.random.default_rng(3)
+    years = np.arange(2005, 2025).astype(float)
+    y = rng.normal(0, 0.05, (500, years.size)) + rng.normal(0, 0.01, (500, 1)) * (years - 2005)
+    y[rng.uniform(size=y.shape) < 0.1] = np.nan  # missing years
+    y[:5, 5:9] = y[:5, 5:6]  # some ties
+    slope, p, s, n = theil_sen_mk_numpy(y, years, continuity=False)
+    for k in rng.choice(500, 60, replace=False):
+        ok = np.isfinite(y[k])
+        assert slope[k] == pytest.approx(st.theilslopes(y[k][ok], years[ok]).slope, abs=1e-12)
+        kt = st.kendalltau(years[ok], y[k][ok], method="asymptotic")
+        assert p[k] == pytest.approx(kt.pvalue, rel=1e-9, abs=1e-12)
+        assert n[k] == ok.sum()
+
+
+def test_too_few_values_give_nan():
+    slope, p, _, _ = theil_sen_mk_numpy(np.array([[1.0, np.nan, np.nan], [np.nan] * 3]), np.arange(3.0))
+    assert np.isnan(slope).all() and np.isnan(p).all()
+
+
+def _gs_cube(backend):
+    rng = np.random.default_rng(0)
+    years = np.arange(2019, 2027)
+    h, w = 20, 30
+    base = 0.55 + rng.normal(0, 0.005, (len(years), h, w))
+    trend = np.zeros((h, w))
+    trend[:, :10] = -0.02  # degrading block
+    trend[:, 20:] = 0.02  # improving block
+    vals = base + trend[None] * (years - years[0])[:, None, None]
+    da = xr.DataArray(vals.astype(np.float32), dims=("year", "y", "x"), coords={"year": years}, attrs={"units": "1"})
+    return da.chunk({"y": 10, "x": 10}) if backend == "dask" else da
+
+
+def test_grassland_classes(backend):
+    gs = _gs_cube(backend)
+    with CountTasks() as c:
+        tr = grassland_trend(gs)
+    assert c.n == 0
+    k = tr["trend_class"].values
+    assert (k[:, :10] == DEGRADING).all() and (k[:, 20:] == IMPROVING).all() and (k[:, 10:20] == STABLE).all()
+    err = np.abs(tr["slope"].values[:, :10] + 0.02)
+    assert np.median(err) < 0.001 and err.max() < 0.006  # Theil-Sen's sampling error at sd 0.005, 8 years
+    assert tr["trend_class"].attrs["flag_meanings"] == "degrading stable improving"
+
+
+def test_growing_season_mean_and_min_obs(backend):
+    t = pd.to_datetime(["2025-05-01", "2025-07-01", "2025-08-01", "2026-07-01", "2026-10-01"])
+    v = np.array([0.1, 0.6, 0.8, 0.5, 0.2], np.float32)[:, None, None] * np.ones((1, 4, 4), np.float32)
+    v[1, 0, 0] = np.nan
+    nd = xr.DataArray(v, dims=("time", "y", "x"), coords={"time": t})
+    if backend == "dask":
+        nd = nd.chunk({"time": 1})
+    w = season_windows(47.0)
+    gs = growing_season_ndvi(nd, start_doy=w.growing_start_doy, end_doy=w.growing_end_doy, min_obs=2)
+    assert gs.sel(year=2025).values[1, 1] == pytest.approx(0.7)
+    assert np.isnan(gs.sel(year=2025).values[0, 0])  # one clear observation only
+    assert np.isnan(gs.sel(year=2026).values).all()  # October is outside the window
+
+
+def test_anomaly_z():
+    rng = np.random.default_rng(1)
+    years = np.arange(2019, 2027)
+    v = 0.55 + rng.normal(0, 0.01, (len(years), 6, 6))
+    v[-1, :3] -= 0.1  # this year's drop, 10 standard deviations
+    gs = xr.DataArray(v.astype(np.float32), dims=("year", "y", "x"), coords={"year": years})
+    z = ndvi_anomaly_z(gs, year=2026).values
+    base = v[:-1]
+    np.testing.assert_allclose(z, (v[-1] - base.mean(0)) / base.std(0, ddof=1), rtol=1e-4)
+    assert (z[:3] < -5).all() and (np.abs(z[3:]) < 4).all()
+
+
+def test_season_windows_shift_with_latitude():
+    n, s = season_windows(52.0), season_windows(43.0)
+    assert n.growing_start_doy > s.growing_start_doy and n.snow_end_doy > s.snow_end_doy
+    with pytest.raises(ValueError, match="outside 35-60°N"):
+        season_windows(10.0)
