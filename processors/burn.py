@@ -45,7 +45,7 @@ def rdnbr(pre_nbr: xr.DataArray, d: xr.DataArray) -> xr.DataArray:
 def severity_classes(d: xr.DataArray) -> xr.DataArray:
     """USGS burn-severity class of dNBR: 0 unburned (<0.10), 1 low (0.10-0.27), 2 moderate-low
     (0.27-0.44), 3 moderate-high (0.44-0.66), 4 high (>0.66); -1 where dNBR is NaN. int8."""
-    bins = np.asarray(SEVERITY_BREAKS, dtype=np.float32)
+    bins = np.asarray(SEVERITY_BREAKS, dtype=np.float64)  # float32 breaks would put 0.10 itself below 0.1
     cls = xr.apply_ufunc(np.digitize, d, kwargs={"bins": bins}, dask="parallelized", output_dtypes=[np.int64])
     out = cls.where(d.notnull(), -1).astype(np.int8)
     out.name = "burn_severity"

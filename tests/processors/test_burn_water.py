@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from demo.physics import BANDS, SPECTRA
+from processors.burn import SEVERITY_BREAKS, burn_signature, dnbr, rdnbr, severity_classes
+from processors.indices import mndwi
+from processors.water import otsu_threshold, water_extent_ha, water_frequency, water_mask
+
+from .conftest import CountTasks, make_cube
+
+
+def test_dnbr_of_identical_scenes_is_zero(backend):
+    nbr = make_cube(backend=backend)["nir"]
+    assert float(abs(dnbr(nbr, nbr)).max()) == 0.0
+
+
+def test_severity_class_edges():
+    d = xr.DataArray([np.nan, -0.2, 0.0999, 0.10, 0.2699, 0.27, 0.44, 0.6599, 0.66, 1.2])
+    assert severity_classes(d).values.tolist() == [-1, 0, 0, 1, 1, 2, 3, 3, 4, 4]
+    assert SEVERITY_BREAKS == (0.10, 0.27, 0.44, 0.66)
+
+
+def test_severity_classes_lazy_and_equal_on_dask(backend):
+    d = make_cube(backend=backend)["nir"] * 2 - 0.2
+    with CountTasks() as c:
+        k = severity_classes(d)
+    assert c.n == 0 and k.dtype == np.int8
+    ref = np.digitize(make_cube()["nir"].values * 2 - 0.2, SEVERITY_BREAKS)
+    np.testing.assert_array_equal(k.values, ref)
+
+
+def test_rdnbr():
+    pre, d = xr.DataArray([0.64, 0.0, -0.25]), xr.DataArray([0.4, 0.4, 0.1])
+    np.testing.assert_allclose(rdnbr(pre, d).values, [0.5, np.nan, 0.2], equal_nan=True)
+
+
+def _scene(spec_name):
+    v = SPECTRA[spec_name]
+    return xr.Dataset({b: xr.DataArray([float(v[i])]) for i, b in enumerate(BANDS)})
+
+
+def _mix(a, b, f):
+    return xr.Dataset({k: (1 - f) * a[k] + f * b[k] for k in a})
+
+
+@pytest.mark.parametrize("severity", [0.3, 0.6, 1.0])
+def test_fire_and_clearing_have_different_signatures(severity):
+    forest = _scene("larch_peak")
+    burned = _mix(forest, _scene("char"), severity)
+    cleared = _scene("clearing")
+    assert bool(burn_signature(forest, burned).item())
+    assert not bool(burn_signature(forest, cleared).item())
+
+
+def _water_scene(backend, frac=0.3, seed=0):
+    rng = np.random.default_rng(seed)
+    h, w = 60, 60
+    water = np.zeros((h, w), bool)
+    water[:, : int(w * frac)] = True
+    v = np.where(water, rng.normal(0.55, 0.08, (h, w)), rng.normal(-0.35, 0.1, (h, w))).astype(np.float32)
+    da = xr.DataArray(v[None], dims=("time", "y", "x"))
+    return (da.chunk({"y": 20, "x": 20}) if backend == "dask" else da), water
+
+
+def test_otsu_separates_water(backend):
+    m, truth = _water_scene(backend)
+    thr = float(otsu_threshold(m).compute().item())
+    assert -0.1 <= thr <= 0.3
+    w = water_mask(m)
+    assert (w.values[0] == truth).mean() > 0.99
+
+
+def test_threshold_is_clamped_and_cloudy_scene_falls_back():
+    m, _ = _water_scene("numpy")
+    assert float(otsu_threshold(m + 0.5).item()) == pytest.approx(0.3)  # a shifted histogram: clamped
+    cloudy = m.where(False)
+    assert float(otsu_threshold(cloudy).item()) == 0.0
+    assert np.isnan(water_mask(cloudy).values).all()
+
+
+def test_frequency_and_extent(backend):
+    a, _ = _water_scene(backend, 0.3, 0)
+    b, _ = _water_scene(backend, 0.5, 1)
+    c = a.where(False)  # an all-cloud scene
+    m = xr.concat([a, b, c], dim="time")
+    w = water_mask(m)
+    f = water_frequency(w)
+    assert int(f["clear"].max()) == 2 and float(f["frequency"].values[0, 0]) == 1.0
+    ha = water_extent_ha(w, pixel_area_ha=0.01).values
+    np.testing.assert_allclose(ha[:2], [60 * 18 * 0.01, 60 * 30 * 0.01], rtol=0.02)
+    assert np.isnan(ha[2])
+
+
+def test_mndwi_of_demo_spectra_is_water_positive():
+    g, s = BANDS.index("green"), BANDS.index("swir16")
+    wat, reed = SPECTRA["water"], SPECTRA["reed_peak"]
+    assert float(mndwi(xr.DataArray([wat[g]]), xr.DataArray([wat[s]]))[0]) > 0.5
+    assert float(mndwi(xr.DataArray([reed[g]]), xr.DataArray([reed[s]]))[0]) < 0
