@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from processors.forest import CONFIRMED, NONE, PROBABLE, WITHDRAWN, forest_baseline, loss_status, seasonal_anomaly
+
+from .conftest import CountTasks
+
+NAN = np.nan
+
+
+def _series(rows, start="2026-05-01", step=5, backend="numpy"):
+    t = pd.date_range(start, periods=len(rows[0]), freq=f"{step}D")
+    a = np.array(rows, np.float32)[:, None, :]  # (pixel, 1, time)
+    da = xr.DataArray(np.moveaxis(a, -1, 0), dims=("time", "y", "x"), coords={"time": t})
+    return da.chunk({"y": 1}) if backend == "dask" else da, t
+
+
+def test_status_machine(backend):
+    rows = [
+        [0, 0, 1, NAN, 1, 0, 1, 0, 0, 0],  # confirmed: 2 of the next 4 clear observations anomalous
+        [0, 1, 0, 0, 0, 0, 0, 0, 0, 0],  # a one-off (haze, a cloud edge): withdrawn
+        [0, 0, 0, 0, 0, 0, 0, 0, 1, NAN],  # last-night detection: still probable
+        [0, 0, 0, 0, 0, 0, 0, 0, 0, 0],  # nothing
+        [1, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN],  # never seen again
+        [0, 1, 0, 0, 0, 0, 1, 1, 1, 0],  # withdrawn, then a new event that confirms
+    ]
+    da, t = _series(rows, backend=backend)
+    with CountTasks() as c:
+        res = loss_status(da)
+    assert c.n == 0
+    st = res["status"].values[:, 0]
+    first = res["first_detected"].values[:, 0]
+    assert st.tolist() == [CONFIRMED, WITHDRAWN, PROBABLE, NONE, PROBABLE, CONFIRMED]
+    assert first[0] == t[2] and np.isnat(first[1]) and first[2] == t[8] and np.isnat(first[3]) and first[5] == t[6]
+
+
+def test_confirmation_window_in_days():
+    rows = [[1, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN, 1, 1]]  # next obs 70 days later
+    da, _ = _series(rows)
+    assert loss_status(da, within_days=60)["status"].values.ravel()[0] in (PROBABLE, WITHDRAWN)
+    assert loss_status(da, within_days=60)["status"].values.ravel()[0] != CONFIRMED
+    assert loss_status(da, within_days=90)["status"].values.ravel()[0] == CONFIRMED
+
+
+def _cube_years(backend):
+    """Pixels: 0 forest, 1 crop (bare in June), 2 meadow (low NBR), 3 old clearing (cut in 2024)."""
+    t = pd.DatetimeIndex([f"{y}-{md}" for y in (2023, 2024, 2025, 2026) for md in ("06-05", "06-25", "07-15", "08-04", "08-24")])
+    ndvi = np.zeros((len(t), 1, 4), np.float32)
+    nbr = np.zeros_like(ndvi)
+    for k, ts in enumerate(t):
+        june = ts.month == 6
+        ndvi[k, 0] = [0.85, 0.25 if june else 0.85, 0.68, 0.85 if ts.year < 2024 else 0.5]
+        nbr[k, 0] = [0.62, 0.05 if june else 0.6, 0.33, 0.62 if ts.year < 2024 else 0.15]
+    mk = lambda a: xr.DataArray(a, dims=("time", "y", "x"), coords={"time": t})  # noqa: E731
+    nd, nb = mk(ndvi), mk(nbr)
+    if backend == "dask":
+        nd, nb = nd.chunk({"time": 3}), nb.chunk({"time": 3})
+    return nd, nb
+
+
+def test_forest_baseline_excludes_crops_meadows_and_old_clearings(backend):
+    nd, nb = _cube_years(backend)
+    with CountTasks() as c:
+        f = forest_baseline(nd, nb, years=[2024, 2025], start_doy=152, end_doy=250)
+    assert c.n == 0
+    assert f.values.ravel().tolist() == [True, False, False, False]
+
+
+def test_seasonal_anomaly_uses_previous_years_within_15_days(backend):
+    nd, _ = _cube_years(backend)
+    nd = nd.copy()
+    vals = nd.values.copy()
+    vals[-2, 0, 0] = 0.35  # 2026-08-04: the forest pixel is cleared
+    nd = nd.copy(data=vals)
+    if backend == "dask":
+        nd = nd.chunk({"time": 3})
+    with CountTasks() as c:
+        an = seasonal_anomaly(nd, start="2026-01-01")
+    assert c.n == 0
+    a = an.values
+    assert an.sizes["time"] == 5 and a[3, 0, 0] == pytest.approx(0.5)
+    assert abs(a[0, 0, 0]) < 1e-6  # forest, no change
+    # an observation with no baseline day within 15 days has no anomaly
+    odd = nd.assign_coords(time=nd["time"].values + np.where(nd["time"].dt.year.values == 2026, np.timedelta64(40, "D"), np.timedelta64(0, "D")))
+    assert np.isnan(seasonal_anomaly(odd, start="2026-01-01").values[-1]).all()
