@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-__all__ = ["dnbr", "rdnbr", "severity_classes", "burn_signature", "SEVERITY_BREAKS", "SEVERITY_NAMES"]
+__all__ = ["dnbr", "rdnbr", "severity_classes", "burn_signature", "fire_like", "burn_severity_at_detection",
+           "drop_from_previous",
+           "SEVERITY_BREAKS", "SEVERITY_NAMES"]
 
 #: Key & Benson (2006) dNBR class breaks
 SEVERITY_BREAKS = (0.10, 0.27, 0.44, 0.66)
@@ -73,4 +75,86 @@ def burn_signature(pre: xr.Dataset, post: xr.Dataset, *, max_swir16_rise: float 
     out = (rise <= max_swir16_rise) & (albedo <= max_visible_albedo)
     out.name = "burn_signature"
     out.attrs = {"long_name": "fire-like spectral change (char), not a clearing", "units": "1"}
+    return out
+
+
+def _pre_post_block(nbr: np.ndarray, detected: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each pixel: NBR of the last clear observation before the first detection, and at it."""
+    t = nbr.shape[-1]
+    det = detected > 0.5
+    has = det.any(axis=-1)
+    k = np.where(has, det.argmax(axis=-1), 0)
+    idx = np.arange(t)
+    before = np.isfinite(nbr) & (idx < k[..., None])
+    last = np.where(before.any(axis=-1), t - 1 - np.argmax(before[..., ::-1], axis=-1), -1)
+    post = np.take_along_axis(nbr, k[..., None], axis=-1)[..., 0]
+    pre = np.take_along_axis(nbr, np.maximum(last, 0)[..., None], axis=-1)[..., 0]
+    pre = np.where(has & (last >= 0), pre, np.nan)
+    post = np.where(has, post, np.nan)
+    return pre, post
+
+
+def fire_like(nbr_drop: xr.DataArray, swir16_drop: xr.DataArray, visible: xr.DataArray, *, min_nbr_drop: float = 0.10,
+              max_swir16_rise: float = 0.06, max_visible_albedo: float = 0.07) -> xr.DataArray:
+    """Per observation: 1 where the pixel looks freshly burned against its same-season baseline,
+    0 where clear and not, NaN where unobserved.
+
+    ``nbr_drop`` and ``swir16_drop`` are :func:`processors.forest.seasonal_anomaly` outputs
+    (baseline minus current); ``visible`` is the mean of blue, green and red of the observation.
+    """
+    rise = -swir16_drop
+    hit = (nbr_drop >= min_nbr_drop) & (rise <= max_swir16_rise) & (visible <= max_visible_albedo)
+    out = hit.astype(np.float32).where(nbr_drop.notnull() & swir16_drop.notnull() & visible.notnull())
+    out.name = "fire_like"
+    out.attrs = {"long_name": "fire-like change against the same-season baseline (1), not (0)", "units": "1"}
+    return out
+
+
+def burn_severity_at_detection(nbr_series: xr.DataArray, detected: xr.DataArray) -> xr.Dataset:
+    """dNBR from the nearest clear observations on each side of each pixel's first detection.
+
+    Parameters
+    ----------
+    nbr_series : DataArray (time, y, x)
+        NBR, NaN where not clear.
+    detected : DataArray (time, y, x)
+        1 at observations where the pixel was detected as burning (the first one counts).
+
+    Returns
+    -------
+    Dataset with ``pre_nbr``, ``post_nbr``, ``dnbr``, ``rdnbr`` and ``severity`` (classes) over (y, x).
+    """
+    a, b = xr.align(nbr_series, detected, join="exact")
+    if a.chunks is not None:
+        a, b = a.chunk({"time": -1}), b.chunk({"time": -1})
+    pre, post = xr.apply_ufunc(_pre_post_block, a, b.fillna(0), input_core_dims=[["time"], ["time"]],
+                               output_core_dims=[[], []], dask="parallelized", output_dtypes=[np.float32, np.float32])
+    d = dnbr(pre, post)
+    return xr.Dataset({"pre_nbr": pre.astype(np.float32).assign_attrs(long_name="pre-fire NBR", units="1"),
+                       "post_nbr": post.astype(np.float32).assign_attrs(long_name="post-fire NBR", units="1"),
+                       "dnbr": d, "rdnbr": rdnbr(pre.astype(np.float32), d), "severity": severity_classes(d)})
+
+
+def _drop_from_previous_block(x: np.ndarray) -> np.ndarray:
+    """previous clear value minus current, along the last axis; NaN where either is missing."""
+    out = np.full(x.shape, np.nan, dtype=np.float32)
+    prev = np.full(x.shape[:-1], np.nan, dtype=np.float64)
+    for k in range(x.shape[-1]):
+        cur = x[..., k]
+        out[..., k] = prev - cur
+        prev = np.where(np.isfinite(cur), cur, prev)
+    return out
+
+
+def drop_from_previous(series: xr.DataArray, *, dim: str = "time") -> xr.DataArray:
+    """Per observation, how far ``series`` fell since the pixel's previous clear observation.
+
+    A fire is abrupt: it shows between two consecutive clear looks, where a slow seasonal change
+    or a baseline made of snowier years does not.
+    """
+    s = series.chunk({dim: -1}) if series.chunks is not None else series
+    out = xr.apply_ufunc(_drop_from_previous_block, s, input_core_dims=[[dim]], output_core_dims=[[dim]],
+                         dask="parallelized", output_dtypes=[np.float32]).transpose(*series.dims)
+    out.name = f"{series.name or 'series'}_step_drop"
+    out.attrs = {"long_name": f"drop of {series.name or 'the series'} since the previous clear observation", "units": "1"}
     return out

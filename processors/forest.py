@@ -88,8 +88,10 @@ def seasonal_anomaly(index: xr.DataArray, *, start: str, window_days: int = 15, 
     return res
 
 
-def _status_block(anom: np.ndarray, t_days: np.ndarray, confirm: int, of_next: int, within_days: float):
-    """State machine over the last axis (time). anom: 1 anomalous, 0 normal, NaN unobserved."""
+def _status_block(anom: np.ndarray, trig: np.ndarray, t_days: np.ndarray, confirm: int, of_next: int,
+                  within_days: float):
+    """State machine over the last axis (time). anom: 1 anomalous, 0 normal, NaN unobserved;
+    trig: 1 where an anomalous observation may start an event."""
     shape = anom.shape[:-1]
     status = np.zeros(shape, np.int8)
     first = np.full(shape, np.nan)
@@ -112,7 +114,7 @@ def _status_block(anom: np.ndarray, t_days: np.ndarray, confirm: int, of_next: i
         status = np.where(expired, WITHDRAWN, status)
         first = np.where(expired, np.nan, first)
         # a new probable detection: the first anomalous clear observation of a pixel not already in an event
-        new = hit & ((status == NONE) | (status == WITHDRAWN)) & ~expired
+        new = hit & (trig[..., k] > 0.5) & ((status == NONE) | (status == WITHDRAWN)) & ~expired
         status = np.where(new, PROBABLE, status)
         cand = np.where(new, t, cand)
         first = np.where(new, t, first)
@@ -121,7 +123,8 @@ def _status_block(anom: np.ndarray, t_days: np.ndarray, confirm: int, of_next: i
     return status, first
 
 
-def loss_status(anomalous: xr.DataArray, *, confirm: int = 2, of_next: int = 4, within_days: int = 60) -> xr.Dataset:
+def loss_status(anomalous: xr.DataArray, *, trigger: xr.DataArray | None = None, confirm: int = 2, of_next: int = 4,
+                within_days: int = 60) -> xr.Dataset:
     """Per-pixel disturbance status over an anomaly series.
 
     Parameters
@@ -129,6 +132,9 @@ def loss_status(anomalous: xr.DataArray, *, confirm: int = 2, of_next: int = 4, 
     anomalous : DataArray (time, y, x)
         1.0 where a clear observation is anomalous, 0.0 where clear and normal, NaN where not
         observed (cloud). Time must be sorted.
+    trigger : DataArray (time, y, x), optional
+        1 where an anomalous observation may *start* an event (e.g. an abrupt drop since the previous
+        clear look); later observations confirm by ``anomalous`` alone. Default: any anomaly.
     confirm, of_next, within_days
         ``confirmed`` once ``confirm`` of the next ``of_next`` clear observations within
         ``within_days`` days stay anomalous (GFW and DIST-ALERT confirm over 2-4 observations).
@@ -140,9 +146,12 @@ def loss_status(anomalous: xr.DataArray, *, confirm: int = 2, of_next: int = 4, 
     """
     t = pd.DatetimeIndex(anomalous["time"].values)
     t_days = ((t - pd.Timestamp("1970-01-01")) / pd.Timedelta(days=1)).values.astype(np.float64)
-    a = anomalous.chunk({"time": -1}) if anomalous.chunks is not None else anomalous
+    trig = xr.ones_like(anomalous) if trigger is None else trigger.fillna(0)
+    a, trig = xr.align(anomalous, trig, join="exact")
+    if a.chunks is not None or trig.chunks is not None:
+        a, trig = a.chunk({"time": -1}), trig.chunk({"time": -1})
     status, first = xr.apply_ufunc(
-        _status_block, a, input_core_dims=[["time"]], output_core_dims=[[], []],
+        _status_block, a, trig, input_core_dims=[["time"], ["time"]], output_core_dims=[[], []],
         kwargs={"t_days": t_days, "confirm": confirm, "of_next": of_next, "within_days": within_days},
         dask="parallelized", output_dtypes=[np.int8, np.float64])
     first_dt = (xr.DataArray(np.datetime64("1970-01-01", "ns")) + (first * 86400e9).astype("timedelta64[ns]")

@@ -99,3 +99,44 @@ def test_mndwi_of_demo_spectra_is_water_positive():
     wat, reed = SPECTRA["water"], SPECTRA["reed_peak"]
     assert float(mndwi(xr.DataArray([wat[g]]), xr.DataArray([wat[s]]))[0]) > 0.5
     assert float(mndwi(xr.DataArray([reed[g]]), xr.DataArray([reed[s]]))[0]) < 0
+
+
+def test_drop_from_previous_skips_cloudy_looks(backend):
+    import pandas as pd
+
+    from processors.burn import drop_from_previous
+
+    t = pd.date_range("2026-06-01", periods=5, freq="5D")
+    v = np.array([0.6, np.nan, 0.2, 0.25, 0.1], np.float32)[:, None, None] * np.ones((1, 2, 2), np.float32)
+    da = xr.DataArray(v, dims=("time", "y", "x"), coords={"time": t})
+    if backend == "dask":
+        da = da.chunk({"y": 1})
+    with CountTasks() as c:
+        d = drop_from_previous(da)
+    assert c.n == 0 and d.dims == da.dims
+    np.testing.assert_allclose(d.values[:, 0, 0], [np.nan, np.nan, 0.4, -0.05, 0.15], atol=1e-6)
+
+
+def test_fire_like_and_severity_at_detection(backend):
+    import pandas as pd
+
+    from processors.burn import burn_severity_at_detection, fire_like
+
+    t = pd.date_range("2026-06-01", periods=4, freq="5D")
+    nbr = np.array([0.65, np.nan, -0.1, 0.0], np.float32)[:, None, None] * np.ones((1, 1, 2), np.float32)
+    nbr[:, 0, 1] = [0.65, 0.6, 0.62, 0.6]  # unburned neighbour
+    mk = lambda a: xr.DataArray(a, dims=("time", "y", "x"), coords={"time": t})  # noqa: E731
+    nb = mk(nbr)
+    drop = mk(np.where(np.isfinite(nbr), 0.65 - nbr, np.nan).astype(np.float32))
+    swdrop = mk(np.zeros_like(nbr))
+    vis = mk(np.full_like(nbr, 0.04))
+    if backend == "dask":
+        nb, drop, swdrop, vis = (x.chunk({"x": 1}) for x in (nb, drop, swdrop, vis))
+    fl = fire_like(drop.where(nb.notnull()), swdrop.where(nb.notnull()), vis.where(nb.notnull()))
+    assert fl.values[:, 0, 0].tolist()[2:] == [1.0, 1.0] and np.isnan(fl.values[1, 0, 0])
+    assert (fl.values[:, 0, 1] == 0).all()
+    sev = burn_severity_at_detection(nb, fl)
+    assert float(sev["pre_nbr"].values[0, 0]) == pytest.approx(0.65) and float(sev["post_nbr"].values[0, 0]) == pytest.approx(-0.1)
+    assert int(sev["severity"].values[0, 0]) == 4 and int(sev["severity"].values[0, 1]) == -1
+    # a clearing-like change (SWIR 1.6 up, bright) is not fire
+    assert (fire_like(drop, swdrop - 0.14, vis + 0.05).fillna(0).values == 0).all()

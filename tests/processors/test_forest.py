@@ -87,3 +87,13 @@ def test_seasonal_anomaly_uses_previous_years_within_15_days(backend):
     # an observation with no baseline day within 15 days has no anomaly
     odd = nd.assign_coords(time=nd["time"].values + np.where(nd["time"].dt.year.values == 2026, np.timedelta64(40, "D"), np.timedelta64(0, "D")))
     assert np.isnan(seasonal_anomaly(odd, start="2026-01-01").values[-1]).all()
+
+
+def test_trigger_starts_events_and_persistence_confirms():
+    rows = [[0, 1, 1, 1, 0, 0], [0, 1, 1, 1, 0, 0]]
+    da, t = _series(rows)
+    trig = da.copy(data=np.zeros_like(da.values))
+    trig[1, 0, 0] = 1.0  # only the first pixel (y=0) had an abrupt start
+    res = loss_status(da, trigger=trig)
+    assert res["status"].values[:, 0].tolist() == [CONFIRMED, NONE]
+    assert res["first_detected"].values[0, 0] == t[1]
