@@ -117,7 +117,7 @@ def _status_block(anom: np.ndarray, trig: np.ndarray, t_days: np.ndarray, confir
         new = hit & (trig[..., k] > 0.5) & ((status == NONE) | (status == WITHDRAWN)) & ~expired
         status = np.where(new, PROBABLE, status)
         cand = np.where(new, t, cand)
-        first = np.where(new, t, first)
+        first = np.where(new, k, first)  # the index of the observation: exact times are mapped back outside
         seen = np.where(new, 0, seen)
         hits = np.where(new, 0, hits)
     return status, first
@@ -154,8 +154,15 @@ def loss_status(anomalous: xr.DataArray, *, trigger: xr.DataArray | None = None,
         _status_block, a, trig, input_core_dims=[["time"], ["time"]], output_core_dims=[[], []],
         kwargs={"t_days": t_days, "confirm": confirm, "of_next": of_next, "within_days": within_days},
         dask="parallelized", output_dtypes=[np.int8, np.float64])
-    first_dt = (xr.DataArray(np.datetime64("1970-01-01", "ns")) + (first * 86400e9).astype("timedelta64[ns]")
-                ).where(first.notnull())
+    times = anomalous["time"].values.astype("datetime64[ns]")
+
+    def _to_time(idx: np.ndarray) -> np.ndarray:
+        ok = np.isfinite(idx)
+        out = np.full(idx.shape, np.datetime64("NaT", "ns"))
+        out[ok] = times[idx[ok].astype(np.int64)]
+        return out
+
+    first_dt = xr.apply_ufunc(_to_time, first, dask="parallelized", output_dtypes=["datetime64[ns]"])
     status.attrs = {"long_name": "forest disturbance status", "flag_values": [0, 1, 2, 3],
                     "flag_meanings": "none probable confirmed withdrawn", "units": "1"}
     first_dt.attrs = {"long_name": "first anomalous clear observation of the current event"}

@@ -54,7 +54,8 @@ class EeCollection:
     cloud_property: str
 
 
-_L_BANDS = {"blue": "SR_B2", "green": "SR_B3", "red": "SR_B4", "nir": "SR_B5", "swir16": "SR_B6", "swir22": "SR_B7"}
+_L_BANDS = {"blue": "SR_B2", "green": "SR_B3", "red": "SR_B4", "nir": "SR_B5", "nir08": "SR_B5", "swir16": "SR_B6",
+            "swir22": "SR_B7"}
 EE_COLLECTIONS: dict[str, EeCollection] = {c.id: c for c in (
     EeCollection("COPERNICUS/S2_SR_HARMONIZED", "sentinel-2", "sentinel-2",
                  {"blue": "B2", "green": "B3", "red": "B4", "nir": "B8", "nir08": "B8A", "swir16": "B11", "swir22": "B12"},

@@ -251,11 +251,13 @@ class CollectionProfile:
 
 
 _S2_GSD = {"blue": 10, "green": 10, "red": 10, "nir": 10, "nir08": 20, "swir16": 20, "swir22": 20, "mask": 20}
-_L_GSD = {b: 30 for b in ("blue", "green", "red", "nir", "swir16", "swir22", "mask")}
+_L_GSD = {b: 30 for b in ("blue", "green", "red", "nir", "nir08", "swir16", "swir22", "mask")}
 _S2_COMMON = {b: b for b in ("blue", "green", "red", "nir", "nir08", "swir16", "swir22")}
 _S2_BKEYS = {"blue": "B02", "green": "B03", "red": "B04", "nir": "B08", "nir08": "B8A", "swir16": "B11", "swir22": "B12"}
-_L_COMMON = {"blue": "blue", "green": "green", "red": "red", "nir": "nir08", "swir16": "swir16", "swir22": "swir22"}
-_L_USGS = {"blue": "SR_B2.TIF", "green": "SR_B3.TIF", "red": "SR_B4.TIF", "nir": "SR_B5.TIF",
+# OLI has one NIR band, B5 (0.865 µm): it is both the canonical ``nir`` and ``nir08`` (MSI B8A's twin)
+_L_COMMON = {"blue": "blue", "green": "green", "red": "red", "nir": "nir08", "nir08": "nir08", "swir16": "swir16",
+             "swir22": "swir22"}
+_L_USGS = {"blue": "SR_B2.TIF", "green": "SR_B3.TIF", "red": "SR_B4.TIF", "nir": "SR_B5.TIF", "nir08": "SR_B5.TIF",
            "swir16": "SR_B6.TIF", "swir22": "SR_B7.TIF"}
 
 PROFILES: dict[str, CollectionProfile] = {p.name: p for p in (

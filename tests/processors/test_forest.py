@@ -97,3 +97,13 @@ def test_trigger_starts_events_and_persistence_confirms():
     res = loss_status(da, trigger=trig)
     assert res["status"].values[:, 0].tolist() == [CONFIRMED, NONE]
     assert res["first_detected"].values[0, 0] == t[1]
+
+
+def test_first_detected_is_exactly_a_time_of_the_series():
+    rows = [[0, 1, 1, 1, 0]]
+    t = pd.DatetimeIndex(["2026-06-01T02:21:38.200", "2026-06-06T02:21:41.933", "2026-06-11T02:21:39.1",
+                          "2026-06-16T02:21:40.7", "2026-06-21T02:21:38.2"])
+    da = xr.DataArray(np.array(rows, np.float32).T[:, :, None], dims=("time", "y", "x"), coords={"time": t})
+    first = loss_status(da)["first_detected"].values[0, 0]
+    assert first == t[1].to_datetime64()
+    assert bool((da["time"] == first).any())
