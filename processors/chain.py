@@ -1,0 +1,144 @@
+"""The forest-loss and burn-scar chain: from a reflectance cube to alert layers, then to alerts.
+
+:func:`forest_burn_layers` is lazy (xarray in, xarray out). :func:`forest_burn_alerts` takes the
+*computed* layers and returns polygons. Fire pixels go to burn scars only: the same pixels never
+raise both alerts.
+
+NBR uses the narrow NIR (Sentinel-2 B8A, Landsat OLI B5, canonical ``nir08``), so the two missions
+measure the same thing; NDVI uses the 10 m red and NIR, which keeps the edges of clearings sharp.
+Load with ``harmonize=True`` for the HLS bandpass adjustment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import xarray as xr
+from scipy import ndimage
+
+from .burn import SEVERITY_NAMES, burn_severity_at_detection, drop_from_previous, fire_like
+from .forest import CONFIRMED, forest_baseline, loss_status, seasonal_anomaly
+from .indices import nbr, ndvi
+from .vectorize import vectorize_alerts
+
+__all__ = ["ChainThresholds", "forest_burn_layers", "forest_burn_alerts"]
+
+
+@dataclass(frozen=True)
+class ChainThresholds:
+    """Knobs of the forest-loss and burn-scar chain (units: index units, days, hectares)."""
+
+    forest_nbr_drop: float = 0.30  #: NBR below its same-season baseline for a loss observation
+    forest_ndvi_drop: float = 0.15
+    weak_fraction: float = 0.5  #: hysteresis: neighbours of a confirmed patch join at this share of the thresholds
+    burn_nbr_drop: float = 0.10  #: the Key & Benson low-severity floor
+    burn_step_drop: float = 0.10  #: abrupt NBR drop since the previous clear look that starts a fire
+    max_visible_step: float = 0.05  #: ... while the visible barely changes (snowmelt changes it a lot)
+    window_days: int = 15
+    confirm: int = 2
+    of_next: int = 4
+    within_days: int = 60
+    forest_mmu_ha: float = 0.5
+    burn_mmu_ha: float = 1.0
+
+
+def forest_burn_layers(ds: xr.Dataset, *, monitor_start: str, mask_years: list[int], start_doy: int, end_doy: int,
+                       thresholds: ChainThresholds = ChainThresholds(), forest_mask: xr.DataArray | None = None
+                       ) -> xr.Dataset:
+    """Lazy layers of the forest-loss and burn-scar chain.
+
+    Parameters
+    ----------
+    ds : Dataset (time, y, x)
+        Clear-sky reflectance with ``blue, green, red, nir, nir08, swir16, swir22`` covering the
+        baseline years and the monitoring period.
+    monitor_start : str
+        First day of the monitoring period (``YYYY-MM-DD``).
+    mask_years : list of int
+        Baseline seasons for the forest mask (the latest ones: older clearings drop out).
+    start_doy, end_doy : int
+        Growing-season window for the forest mask.
+    forest_mask : DataArray (y, x) bool, optional
+        An external forest layer, replacing the derived one.
+
+    Returns
+    -------
+    Dataset over (y, x): ``forest``, ``forest_status``, ``forest_first``, ``forest_weak``,
+    ``burn_status``, ``burn_first``, ``dnbr``, ``severity``.
+    """
+    th = thresholds
+    # NDVI from the 10 m bands keeps clearing edges sharp; NBR from B8A/B12 (20 m) matches Landsat's OLI B5/B7
+    nd = ndvi(ds["red"], ds["nir"])
+    nb = nbr(ds["nir08"], ds["swir22"])
+    forest = forest_mask if forest_mask is not None else forest_baseline(
+        nd, nb, years=mask_years, start_doy=start_doy, end_doy=end_doy)
+    d_nb = seasonal_anomaly(nb, start=monitor_start, window_days=th.window_days)
+    d_nd = seasonal_anomaly(nd, start=monitor_start, window_days=th.window_days)
+    d_sw = seasonal_anomaly(ds["swir16"], start=monitor_start, window_days=th.window_days)
+    mon = ds.sel(time=d_nb["time"])
+    visible = (mon["blue"] + mon["green"] + mon["red"]) / 3
+    observed = d_nb.notnull() & d_nd.notnull()
+
+    fire = fire_like(d_nb, d_sw, visible, min_nbr_drop=th.burn_nbr_drop)
+    all_vis = (ds["blue"] + ds["green"] + ds["red"]) / 3
+    step = drop_from_previous(nb).sel(time=d_nb["time"])
+    vstep = drop_from_previous(all_vis).sel(time=d_nb["time"])
+    trigger = ((step >= th.burn_step_drop) & (abs(vstep) <= th.max_visible_step)).astype(np.float32)
+    burn = loss_status(fire, trigger=trigger, confirm=th.confirm, of_next=th.of_next, within_days=th.within_days)
+    first_obs = (fire["time"] == burn["first_detected"]).astype(np.float32)
+    sev = burn_severity_at_detection(nb.sel(time=d_nb["time"]), first_obs)
+    burned = burn["status"] == CONFIRMED
+
+    loss = ((d_nb >= th.forest_nbr_drop) & (d_nd >= th.forest_ndvi_drop)).astype(np.float32).where(observed)
+    loss = loss.where(forest & ~burned)
+    status = loss_status(loss, confirm=th.confirm, of_next=th.of_next, within_days=th.within_days)
+    w = th.weak_fraction
+    weak = ((d_nb >= w * th.forest_nbr_drop) & (d_nd >= w * th.forest_ndvi_drop)).where(observed, False)
+    if "platform" in d_nb.coords:
+        # edges are judged at 10 m: Landsat's 30 m pixels would smear a clearing by up to 20 m
+        fine = xr.DataArray(np.char.startswith(d_nb["platform"].values.astype(str), "sentinel-2"), dims="time")
+        weak = weak & fine
+    weak_count = weak.where(forest & ~burned, False).sum("time")
+
+    out = xr.Dataset({
+        "forest": forest.astype(bool),
+        "forest_status": status["status"], "forest_first": status["first_detected"],
+        "forest_weak": (weak_count >= th.confirm),
+        "burn_status": burn["status"], "burn_first": burn["first_detected"],
+        "dnbr": sev["dnbr"].where(burned), "severity": sev["severity"].where(burned, -1).astype(np.int8),
+    })
+    out["forest_weak"].attrs = {"long_name": f"at least {th.confirm} observations past {w:.0%} of the loss thresholds",
+                                "units": "1"}
+    return out
+
+
+def _grow(seed: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+    """Hysteresis: pixels of ``allowed`` connected (8-neighbourhood) to ``seed``."""
+    lab, _ = ndimage.label(seed | allowed, structure=np.ones((3, 3)))
+    keep = np.unique(lab[seed])
+    return np.isin(lab, keep[keep > 0])
+
+
+def forest_burn_alerts(layers: xr.Dataset, *, landscape_id: str,
+                       thresholds: ChainThresholds = ChainThresholds()) -> gpd.GeoDataFrame:
+    """Forest-loss and burn-scar alerts from *computed* layers (:func:`forest_burn_layers`).
+
+    Confirmed patches are completed with adjacent weaker evidence (hysteresis) before the minimum
+    mapping unit applies; a patch's ``status`` is ``confirmed``.
+    """
+    th = thresholds
+    conf_f = layers["forest_status"].data == CONFIRMED
+    f_mask = _grow(conf_f, layers["forest_weak"].data & layers["forest"].data & (layers["burn_status"].data != CONFIRMED))
+    f_first = layers["forest_first"].data.copy()
+    fm = layers["forest_status"].copy(data=f_mask)
+    fa = vectorize_alerts(fm, kind="forest_loss", landscape_id=landscape_id, min_area_ha=th.forest_mmu_ha,
+                          first_detected=layers["forest_first"].copy(data=f_first), status="confirmed")
+    bm = layers["burn_status"].copy(data=layers["burn_status"].data == CONFIRMED)
+    ba = vectorize_alerts(bm, kind="burn_scar", landscape_id=landscape_id, min_area_ha=th.burn_mmu_ha,
+                          first_detected=layers["burn_first"], severity=layers["severity"],
+                          severity_names=dict(enumerate(SEVERITY_NAMES)), status="confirmed")
+    out = pd.concat([fa, ba], ignore_index=True)
+    return gpd.GeoDataFrame(out, geometry="geometry", crs=4326)
