@@ -171,6 +171,14 @@ def _blob(shape, cy, cx, target_px, rng, rough=0.25, allowed=None) -> np.ndarray
         if abs(n - target_px) / target_px < 0.03:
             break
         r *= np.sqrt(target_px / n)
+    # never smaller than asked: an event sold as 0.5 ha must be at least 0.5 ha
+    for _ in range(50):
+        m = d <= r
+        if allowed is not None:
+            m &= allowed
+        if m.sum() >= target_px:
+            break
+        r *= 1.01
     return m
 
 

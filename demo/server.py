@@ -161,6 +161,10 @@ class StacServer:
             self._tmp.cleanup()
             self._tmp = None
 
+    def is_running(self) -> bool:
+        """Whether the rustac process is alive."""
+        return self._proc is not None and self._proc.poll() is None
+
     @property
     def pid(self) -> int | None:
         return self._proc.pid if self._proc else None

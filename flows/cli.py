@@ -10,7 +10,7 @@ import datetime as dt
 import json
 import signal
 import sys
-import time
+import threading
 from pathlib import Path
 from typing import Optional
 
@@ -73,28 +73,26 @@ def stac_serve(
     """Serve an archive's collections and items over a STAC API on loopback until Ctrl-C."""
     from demo.server import StacServer
 
-    def _terminate(signum, frame):
-        raise KeyboardInterrupt
-
-    # installed before the server starts, so a SIGTERM at any moment still stops rustac cleanly
-    signal.signal(signal.SIGTERM, _terminate)
+    stop = threading.Event()
+    # SIGTERM and Ctrl-C only set a flag: an exception raised at an arbitrary point could escape
+    # half-way through start-up and leave rustac running
+    signal.signal(signal.SIGTERM, lambda *a: stop.set())
+    signal.signal(signal.SIGINT, lambda *a: stop.set())
     srv = StacServer(archive, port=port or None)
     try:
-        srv.start()
-    except AmurwatchError as exc:
-        err.print(f"[red]error[/red] {exc}")
-        raise typer.Exit(EXIT_BAD_INPUT)
-    except KeyboardInterrupt:
-        srv.stop()
-        return
-    console.print(f"STAC API on [bold]{srv.url}[/bold] serving {srv.n_items} items from {archive} (Ctrl-C stops it)")
-    try:
-        while srv._proc is not None and srv._proc.poll() is None:
-            time.sleep(0.5)
-        err.print("[red]the STAC server stopped unexpectedly[/red]")
-        raise typer.Exit(EXIT_FAILED)
-    except KeyboardInterrupt:
-        pass
+        try:
+            srv.start()
+        except AmurwatchError as exc:
+            err.print(f"[red]error[/red] {exc}")
+            raise typer.Exit(EXIT_BAD_INPUT)
+        if not stop.is_set():
+            console.print(f"STAC API on [bold]{srv.url}[/bold] serving {srv.n_items} items from {archive} "
+                          "(Ctrl-C stops it)")
+        while not stop.is_set():
+            if not srv.is_running():
+                err.print("[red]the STAC server stopped unexpectedly[/red]")
+                raise typer.Exit(EXIT_FAILED)
+            stop.wait(0.5)
     finally:
         srv.stop()
 

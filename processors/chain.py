@@ -89,7 +89,9 @@ def forest_burn_layers(ds: xr.Dataset, *, monitor_start: str, mask_years: list[i
     trigger = ((step >= th.burn_step_drop) & (abs(vstep) <= th.max_visible_step)).astype(np.float32)
     burn = loss_status(fire, trigger=trigger, confirm=th.confirm, of_next=th.of_next, within_days=th.within_days)
     first_obs = (fire["time"] == burn["first_detected"]).astype(np.float32)
-    sev = burn_severity_at_detection(nb.sel(time=d_nb["time"]), first_obs)
+    # severity on Key & Benson's own scale: NBR with the broad NIR (TM band 4 ~ MSI B08; OLI has only B5)
+    nb_broad = nbr(ds["nir"], ds["swir22"])
+    sev = burn_severity_at_detection(nb_broad.sel(time=d_nb["time"]), first_obs)
     burned = burn["status"] == CONFIRMED
 
     loss = ((d_nb >= th.forest_nbr_drop) & (d_nd >= th.forest_ndvi_drop)).astype(np.float32).where(observed)

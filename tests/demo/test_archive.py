@@ -278,7 +278,7 @@ def test_events_and_distractors_in_truth(small_archive):
     assert kinds["forest_loss"] >= 3 and kinds["burn_scar"] == 1
     assert kinds["wetland_loss"] == 1 and kinds["grassland_degradation"] == 1
     clear_ha = sorted(f["properties"]["area_ha"] for f in ev if f["properties"]["kind"] == "forest_loss")
-    assert clear_ha[0] >= 0.45 and clear_ha[-1] >= 2 * clear_ha[0]  # several sizes, from 0.5 ha up
+    assert clear_ha[0] >= 0.5 and clear_ha[-1] >= 2 * clear_ha[0]  # several sizes, from 0.5 ha up
     distractors = {f["properties"].get("distractor") for f in ev if f["properties"]["kind"] == "distractor"}
     assert {"crop_harvest", "temporary_flood", "old_clearing", "grassland_improving"} <= distractors
     assert all(f["properties"]["expect_alert"] == (f["properties"]["kind"] != "distractor") for f in ev)

@@ -122,7 +122,9 @@ def test_cli_stac_serve_stops_cleanly_on_sigterm(small_archive):
         children = psutil.Process(p.pid).children(recursive=True)
         assert any("rustac" in ch.name() for ch in children)
         p.send_signal(signal.SIGTERM)
-        assert p.wait(timeout=30) == 0
+        rc = p.wait(timeout=30)
+        out, errs = p.communicate()
+        assert rc == 0, (rc, out[-2000:], errs[-3000:])
         gone, alive = psutil.wait_procs(children, timeout=10)
         assert not alive, f"orphans left: {alive}"
     finally:
