@@ -24,7 +24,8 @@ from .forest import CONFIRMED, forest_baseline, loss_status, seasonal_anomaly
 from .indices import nbr, ndvi
 from .vectorize import vectorize_alerts
 
-__all__ = ["ChainThresholds", "forest_burn_layers", "forest_burn_alerts"]
+__all__ = ["ChainThresholds", "forest_burn_layers", "forest_burn_alerts", "wetland_layers", "wetland_alerts",
+           "grassland_layers"]
 
 
 @dataclass(frozen=True)
@@ -144,3 +145,67 @@ def forest_burn_alerts(layers: xr.Dataset, *, landscape_id: str,
                           severity_names=dict(enumerate(SEVERITY_NAMES)), status="confirmed")
     out = pd.concat([fa, ba], ignore_index=True)
     return gpd.GeoDataFrame(out, geometry="geometry", crs=4326)
+
+
+# ------------------------------------------------------------------------------------------ wetlands
+def wetland_layers(ds: xr.Dataset, *, baseline_years: list[int], year: int, months: tuple[int, ...],
+                   pixel_area_ha: float, min_clear: int = 2) -> xr.Dataset:
+    """Water of the same months in the baseline years and in ``year``, lazily.
+
+    Returns a Dataset with ``water`` (per observation: 1 water, 0 land, NaN unobserved) and over
+    (y, x): ``baseline_frequency``, ``current_frequency`` and ``current_clear`` (observations).
+    A pixel is water in a period when it is wet in at least half of its clear observations.
+    """
+    from .indices import mndwi
+    from .water import water_frequency, water_mask
+
+    water = water_mask(mndwi(ds["green"], ds["swir16"]))
+    t = water["time"]
+    in_months = t.dt.month.isin(list(months))
+    base = water.sel(time=in_months & t.dt.year.isin(baseline_years))
+    cur = water.sel(time=in_months & (t.dt.year == year))
+    fb, fc = water_frequency(base), water_frequency(cur)
+    return xr.Dataset({
+        "water": water,
+        "baseline_frequency": fb["frequency"].where(fb["clear"] >= min_clear),
+        "current_frequency": fc["frequency"].where(fc["clear"] >= min_clear),
+        "current_clear": fc["clear"],
+    }, attrs={"pixel_area_ha": pixel_area_ha, "months": list(months), "year": year})
+
+
+def wetland_alerts(layers: xr.Dataset, *, landscape_id: str, loss_fraction: float = 0.25, min_area_ha: float = 0.5,
+                   first_detected: str | None = None) -> tuple[gpd.GeoDataFrame, dict]:
+    """A ``wetland_loss`` alert when the water extent of the period falls ``loss_fraction`` or more
+    below the baseline's; its polygon is the water that is gone. Needs *computed* layers.
+
+    Returns the alerts and the period statistics (baseline and current hectares, change).
+    """
+    px = float(layers.attrs["pixel_area_ha"])
+    base = layers["baseline_frequency"].data >= 0.5
+    cur_f = layers["current_frequency"].data
+    cur = cur_f >= 0.5
+    base_ha, cur_ha = float(base.sum()) * px, float(cur.sum()) * px
+    change = (cur_ha - base_ha) / base_ha if base_ha > 0 else float("nan")
+    stats = {"baseline_water_ha": round(base_ha, 2), "current_water_ha": round(cur_ha, 2),
+             "change_fraction": round(change, 4) if np.isfinite(change) else None}
+    if not (base_ha > 0 and change <= -loss_fraction):
+        return vectorize_alerts(layers["baseline_frequency"].copy(data=np.zeros(base.shape, bool)), kind="wetland_loss",
+                                landscape_id=landscape_id, min_area_ha=min_area_ha), stats
+    lost = base & np.isfinite(cur_f) & ~cur
+    day = np.datetime64(first_detected or f"{layers.attrs['year']}-{min(layers.attrs['months']):02d}-01", "ns")
+    first = layers["baseline_frequency"].copy(data=np.where(lost, day, np.datetime64("NaT", "ns")))
+    g = vectorize_alerts(layers["baseline_frequency"].copy(data=lost), kind="wetland_loss", landscape_id=landscape_id,
+                         min_area_ha=min_area_ha, first_detected=first, status="confirmed")
+    return g, stats
+
+
+# ------------------------------------------------------------------------------------------ grasslands
+def grassland_layers(ds: xr.Dataset, *, start_doy: int, end_doy: int, year: int, p_max: float = 0.05,
+                     slope_per_year: float = 0.005) -> xr.Dataset:
+    """Growing-season NDVI per year, its trend class, slope, p-value and this year's anomaly (lazy)."""
+    from .grassland import grassland_trend, growing_season_ndvi, ndvi_anomaly_z
+
+    gs = growing_season_ndvi(ndvi(ds["red"], ds["nir"]), start_doy=start_doy, end_doy=end_doy)
+    tr = grassland_trend(gs, p_max=p_max, slope_per_year=slope_per_year)
+    return xr.Dataset({"gs_ndvi": gs, "slope": tr["slope"], "p_value": tr["p_value"],
+                       "trend_class": tr["trend_class"], "anomaly_z": ndvi_anomaly_z(gs, year=year)})
