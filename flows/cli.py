@@ -209,6 +209,56 @@ def _search_summary(url: str, landscapes, truth: dict, max_cloud: float) -> list
     return rows
 
 
+@app.command("evaluate")
+def evaluate(
+    archive: Path = typer.Argument(..., help="A demo archive with truth/ (e.g. demo-output/archive)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full results here (JSON)."),
+) -> None:
+    """Run the processing chain on an archive and score it against its truth (targets of the processing core).
+
+    Exit code 0 when every target is met, 1 when one is not, 2 on bad input.
+    """
+    from flows.evaluate import evaluate_archive
+
+    if not (archive / "truth" / "truth.json").exists():
+        err.print(f"[red]error[/red] {archive} has no truth/truth.json; evaluate a demo archive "
+                  "(amurwatch demo generate DIR)")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    with _progress() as prog:
+        task = prog.add_task("evaluating landscapes", total=len(load_landscapes(archive / "aoi.geojson")))
+        res = evaluate_archive(archive, progress=lambda lid: prog.update(task, advance=1, description=f"evaluating {lid}"))
+    t = Table(title=f"amurwatch evaluate {archive}")
+    for c in ("event", "kind", "truth ha", "detected", "area ratio", "latency"):
+        t.add_column(c)
+    for e in res["per_event"]:
+        if e["kind"] == "distractor":
+            t.add_row(e["id"], f"distractor: {e['distractor']}", "", "no alert" if e["alerts"] == 0 else f"{e['alerts']} ALERTS", "", "")
+        else:
+            lat = f"{e['latency_days']} d / {e['latency_clear_obs']} clear" if "latency_days" in e else ""
+            t.add_row(e["id"], e["kind"], f"{e['area_ha']:.2f}", "yes" if e["detected"] else "MISSED",
+                      f"{e['area_ratio']:.2f}" if e["area_ratio"] is not None else "", lat)
+    console.print(t)
+    s = Table(title="scores against the processing-core targets")
+    for c in ("target", "value", "met"):
+        s.add_column(c)
+    values = {"events_detected": f"{res['events_detected']}/{res['events']}", "distractor_alerts": res["distractor_alerts"],
+              "false_alarm_ha_per_100km2": res["false_alarm_ha_per_100km2"], "area_within_20pct": res["area_within_20pct"],
+              "forest_latency_clear_obs": res["forest_latency_max_clear_obs"],
+              "burn_severity_agreement": res["burn_severity_agreement"], "wetland_extent_error": res["wetland_extent_error"],
+              "grassland_agreement": res["grassland_agreement"]}
+    for k, v in res["targets"].items():
+        s.add_row(v["target"], str(values[k]), "[green]yes[/green]" if v["met"] else "[red]NO[/red]")
+    s.add_row("wetland period extent error (Jul-Sep, wet in half the clear looks)", str(res["wetland_period_error"]), "")
+    s.add_row("NDVI RMSE (truly clear pixels)", str(res["ndvi_rmse"]), "")
+    s.add_row("cloud leak (cloudy pixels left non-NaN)", str(res["cloud_leak"]), "")
+    console.print(s)
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(res, indent=1, default=str))
+        console.print(f"wrote {json_out}")
+    raise typer.Exit(0 if all(v["met"] for v in res["targets"].values()) else EXIT_FAILED)
+
+
 def main() -> None:
     try:
         app()

@@ -94,16 +94,22 @@ def _pre_post_block(nbr: np.ndarray, detected: np.ndarray) -> tuple[np.ndarray, 
     return pre, post
 
 
-def fire_like(nbr_drop: xr.DataArray, swir16_drop: xr.DataArray, visible: xr.DataArray, *, min_nbr_drop: float = 0.10,
-              max_swir16_rise: float = 0.06, max_visible_albedo: float = 0.07) -> xr.DataArray:
+def fire_like(nbr_drop: xr.DataArray, swir16_drop: xr.DataArray, visible: xr.DataArray, *, mndwi: xr.DataArray | None = None,
+              min_nbr_drop: float = 0.10, max_swir16_rise: float = 0.06, max_visible_albedo: float = 0.07,
+              max_mndwi: float = -0.3) -> xr.DataArray:
     """Per observation: 1 where the pixel looks freshly burned against its same-season baseline,
     0 where clear and not, NaN where unobserved.
 
     ``nbr_drop`` and ``swir16_drop`` are :func:`processors.forest.seasonal_anomaly` outputs
     (baseline minus current); ``visible`` is the mean of blue, green and red of the observation.
+    ``mndwi`` of the observation, when given, rules out water: a flood is dark and drops NBR and
+    SWIR too, but char and vegetation sit near MNDWI -0.55 while water is positive and the mixed
+    pixels at a flood's edge (20 m SWIR) sit above -0.3.
     """
     rise = -swir16_drop
     hit = (nbr_drop >= min_nbr_drop) & (rise <= max_swir16_rise) & (visible <= max_visible_albedo)
+    if mndwi is not None:
+        hit = hit & (mndwi < max_mndwi)
     out = hit.astype(np.float32).where(nbr_drop.notnull() & swir16_drop.notnull() & visible.notnull())
     out.name = "fire_like"
     out.attrs = {"long_name": "fire-like change against the same-season baseline (1), not (0)", "units": "1"}

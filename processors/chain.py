@@ -44,6 +44,7 @@ class ChainThresholds:
     within_days: int = 60
     forest_mmu_ha: float = 0.5
     burn_mmu_ha: float = 1.0
+    burn_core_ha: float = 0.25  #: a fire has a core of at least moderate severity (dNBR >= 0.27)
 
 
 def forest_burn_layers(ds: xr.Dataset, *, monitor_start: str, mask_years: list[int], start_doy: int, end_doy: int,
@@ -83,7 +84,9 @@ def forest_burn_layers(ds: xr.Dataset, *, monitor_start: str, mask_years: list[i
     visible = (mon["blue"] + mon["green"] + mon["red"]) / 3
     observed = d_nb.notnull() & d_nd.notnull()
 
-    fire = fire_like(d_nb, d_sw, visible, min_nbr_drop=th.burn_nbr_drop)
+    from .indices import mndwi
+
+    fire = fire_like(d_nb, d_sw, visible, mndwi=mndwi(mon["green"], mon["swir16"]), min_nbr_drop=th.burn_nbr_drop)
     all_vis = (ds["blue"] + ds["green"] + ds["red"]) / 3
     step = drop_from_previous(nb).sel(time=d_nb["time"])
     vstep = drop_from_previous(all_vis).sel(time=d_nb["time"])
@@ -139,7 +142,15 @@ def forest_burn_alerts(layers: xr.Dataset, *, landscape_id: str,
     fm = layers["forest_status"].copy(data=f_mask)
     fa = vectorize_alerts(fm, kind="forest_loss", landscape_id=landscape_id, min_area_ha=th.forest_mmu_ha,
                           first_detected=layers["forest_first"].copy(data=f_first), status="confirmed")
-    bm = layers["burn_status"].copy(data=layers["burn_status"].data == CONFIRMED)
+    burned = layers["burn_status"].data == CONFIRMED
+    # keep burn patches with a core of at least moderate severity: scattered low-severity noise has none
+    lab, n = ndimage.label(burned, structure=np.ones((3, 3)))
+    if n:
+        tr = layers["burn_status"].rio.transform()
+        px_ha = abs(tr.a * tr.e) / 1e4
+        core = np.bincount(lab[(layers["severity"].data >= 2) & burned], minlength=n + 1) * px_ha
+        burned = burned & np.isin(lab, np.nonzero(core >= th.burn_core_ha)[0])
+    bm = layers["burn_status"].copy(data=burned)
     ba = vectorize_alerts(bm, kind="burn_scar", landscape_id=landscape_id, min_area_ha=th.burn_mmu_ha,
                           first_detected=layers["burn_first"], severity=layers["severity"],
                           severity_names=dict(enumerate(SEVERITY_NAMES)), status="confirmed")
