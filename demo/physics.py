@@ -248,13 +248,16 @@ def build_world(scenario: Scenario, spec: WindowSpec, aoi_grid: Grid) -> World:
             lc[f] = LC.CROP
             world.crop_fields.append((f, harvest_days()))
         forest = (lc == LC.LARCH) | (lc == LC.BIRCH)
-        inner = forest.copy()
-        inner[:8], inner[-8:], inner[:, :8], inner[:, -8:] = False, False, False, False
-        inner = ndimage.binary_erosion(inner, iterations=3)
+        # events lie wholly inside the landscape's own grid (not in the tile margin around it)
+        c0 = int(round((aoi_grid.bounds[0] - grid.bounds[0]) / 10))
+        r0 = int(round((grid.bounds[3] - aoi_grid.bounds[3]) / 10))
+        inside = np.zeros(shape, bool)
+        inside[r0 + 8:r0 + aoi_grid.height - 8, c0 + 8:c0 + aoi_grid.width - 8] = True
+        inner = ndimage.binary_erosion(forest & inside, iterations=3)
         taken = np.zeros(shape, bool)
 
         def place(target_px, rough=0.25):
-            for _ in range(200):
+            for _ in range(2000):
                 cy, cx = rng.integers(10, h - 10), rng.integers(10, w - 10)
                 if not inner[cy, cx]:
                     continue

@@ -314,3 +314,15 @@ def test_fire_regrows_and_clearings_stay_bare():
     r = surface_reflectance(world, c.date + dt.timedelta(days=5))[0]
     # char is dark in NIR and visible; a clearing is bright in SWIR 1.6: the signatures differ
     assert r[5][c.mask].mean() > 0.25 and r[3][c.mask].mean() > 0.15
+
+
+def test_events_lie_wholly_inside_their_landscape(small_archive):
+    import geopandas as gpd
+
+    from aoi import load_landscapes
+
+    land = {x.id: x for x in load_landscapes(small_archive / "aoi.geojson")}
+    ev = gpd.read_file(small_archive / "truth" / "events.geojson")
+    for _, e in ev[ev.kind.isin(["forest_loss", "burn_scar"])].iterrows():
+        ls = land[e.window_id]
+        assert ls.shape.buffer(-0.0005).contains(e.geometry), e.id  # ~50 m inside the outline

@@ -77,9 +77,9 @@ class FakeEE:
         for b in req["bandIds"]:
             with rasterio.open(it["assets"][names[b]]["href"]) as src:
                 dst = np.zeros((h, w), np.uint16)
+                # Earth Engine resamples with nearest neighbour unless an image asks otherwise
                 reproject(rasterio.band(src, 1), dst, dst_transform=dst_t, dst_crs=g["crsCode"],
-                          resampling=Resampling.bilinear if b not in ("SCL", "QA_PIXEL") else Resampling.nearest,
-                          src_nodata=src.nodata, dst_nodata=src.nodata)
+                          resampling=Resampling.nearest, src_nodata=src.nodata, dst_nodata=src.nodata)
             if col.startswith("COPERNICUS") and b != "SCL":
                 dst = np.where(dst > 0, np.clip(dst.astype(np.int32) - 1000, 1, None), 0).astype(np.uint16)
             out[b] = dst
