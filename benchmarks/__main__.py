@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-ALL = ["archive", "load"]
+ALL = ["archive", "load", "processors"]
 
 
 def main(argv: list[str]) -> int:

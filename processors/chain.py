@@ -103,9 +103,10 @@ def forest_burn_layers(ds: xr.Dataset, *, monitor_start: str, mask_years: list[i
     status = loss_status(loss, confirm=th.confirm, of_next=th.of_next, within_days=th.within_days)
     w = th.weak_fraction
     weak = ((d_nb >= w * th.forest_nbr_drop) & (d_nd >= w * th.forest_ndvi_drop)).where(observed, False)
-    if "platform" in d_nb.coords:
+    if "platform" in ds.coords and ds["platform"].ndim == 1:
         # edges are judged at 10 m: Landsat's 30 m pixels would smear a clearing by up to 20 m
-        fine = xr.DataArray(np.char.startswith(d_nb["platform"].values.astype(str), "sentinel-2"), dims="time")
+        plat = ds["platform"].sel(time=d_nb["time"]).values.astype(str)
+        fine = xr.DataArray(np.char.startswith(plat, "sentinel-2"), dims="time", coords={"time": d_nb["time"]})
         weak = weak & fine
     weak_count = weak.where(forest & ~burned, False).sum("time")
 

@@ -1,0 +1,124 @@
+"""The indicator chain's throughput against NumPy NDVI, and its peak memory, in one run.
+
+A synthetic cube (``--size`` x ``--size`` px, ``--dates`` dates, 7 bands, float32) is generated
+lazily, chunk by chunk, so it never exists whole. The chain (forest loss and burn layers, water,
+zonal statistics) runs on it through dask, chunk by chunk, and its results are reduced, not kept.
+The baseline is in-place NumPy NDVI on one date's red and NIR in memory.
+
+    python -m benchmarks processors [--size 8192] [--dates 20] [--chunk 512]
+
+Targets: peak RSS <= 2.5 GB at 8192 x 8192 x 20 dates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+
+import dask
+import dask.array as da
+import numpy as np
+import pandas as pd
+import psutil
+import rioxarray  # noqa: F401
+import xarray as xr
+
+RANGES = {"blue": (0.01, 0.08), "green": (0.03, 0.1), "red": (0.01, 0.12), "nir": (0.15, 0.45),
+          "nir08": (0.15, 0.45), "swir16": (0.1, 0.3), "swir22": (0.04, 0.2)}
+
+
+class PeakRSS:
+    def __init__(self, every_s: float = 0.05):
+        self.p, self.every, self.peak, self._stop = psutil.Process(), every_s, 0, threading.Event()
+
+    def __enter__(self):
+        self.peak = self.p.memory_info().rss
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+        return self
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.p.memory_info().rss)
+            time.sleep(self.every)
+
+    def __exit__(self, *a):
+        self._stop.set()
+        self._t.join()
+
+
+def _cube(size: int, dates: int, chunk: int) -> xr.Dataset:
+    t = pd.date_range("2025-05-01", periods=dates // 2, freq="10D").append(
+        pd.date_range("2026-05-01", periods=dates - dates // 2, freq="10D"))
+    rs = da.random.RandomState(42)
+    data = {}
+    for b, (lo, hi) in RANGES.items():
+        data[b] = (("time", "y", "x"), rs.uniform(lo, hi, size=(dates, size, size), chunks=(dates, chunk, chunk))
+                   .astype(np.float32))
+    x = 500000 + (np.arange(size) + 0.5) * 10
+    y = 5700000 - (np.arange(size) + 0.5) * 10
+    ds = xr.Dataset(data, coords={"time": t, "y": y, "x": x}).rio.write_crs(32651)
+    ds["clear"] = ds["red"] > 0.02
+    ds = ds.assign_coords(platform=("time", np.array(["sentinel-2b"] * dates)))
+    return ds
+
+
+def _chain(ds: xr.Dataset):
+    from processors.chain import forest_burn_layers
+    from processors.indices import mndwi
+    from processors.water import water_mask
+    from processors.zonal import zonal_stats
+
+    lay = forest_burn_layers(ds, monitor_start="2026-01-01", mask_years=[2025], start_doy=120, end_doy=300)
+    water = water_mask(mndwi(ds["green"], ds["swir16"]))
+    zs = zonal_stats(pixel_area_ha=0.01, clear=ds["clear"], water=water,
+                     layers_ha={"forest_ha": lay["forest"], "burned_ha": lay["burn_status"] == 2})
+    # reduce everything so nothing big is kept: what a writer consumes chunk by chunk
+    return [lay["forest_status"].astype("int64").sum(), lay["burn_status"].astype("int64").sum(),
+            lay["severity"].astype("int64").sum(), zs["water_ha"].sum(), zs["forest_ha"], zs["burned_ha"]]
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="benchmarks.processors")
+    ap.add_argument("--size", type=int, default=8192)
+    ap.add_argument("--dates", type=int, default=20)
+    ap.add_argument("--chunk", type=int, default=512)
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 2)
+    args = ap.parse_args(argv if argv is not None else [])
+    px = args.size * args.size * args.dates
+    # baseline: in-place NumPy NDVI, one date in memory at a time (same pixel count)
+    rng = np.random.default_rng(0)
+    n = min(args.size * args.size, 4096 * 4096)
+    red = rng.uniform(0.01, 0.12, n).astype(np.float32)
+    nir = rng.uniform(0.15, 0.45, n).astype(np.float32)
+    out = np.empty_like(red)
+    t0 = time.perf_counter()
+    reps = 5
+    for _ in range(reps):
+        np.subtract(nir, red, out=out)
+        den = nir + red
+        np.divide(out, den, out=out)
+    ndvi_mpx_s = n * reps / (time.perf_counter() - t0) / 1e6
+    del red, nir, out, den
+    ds = _cube(args.size, args.dates, args.chunk)
+    with PeakRSS() as mem, dask.config.set(scheduler="threads", num_workers=args.threads):
+        t0 = time.perf_counter()
+        dask.compute(*_chain(ds))
+        wall = time.perf_counter() - t0
+    chain_mpx_s = px / wall / 1e6
+    res = {"size": args.size, "dates": args.dates, "chunk": args.chunk, "threads": args.threads,
+           "pixels_x_dates_M": round(px / 1e6, 1), "chain_wall_s": round(wall, 1),
+           "chain_mpx_per_s": round(chain_mpx_s, 2), "numpy_ndvi_mpx_per_s": round(ndvi_mpx_s, 1),
+           "ratio_chain_vs_numpy_ndvi": round(chain_mpx_s / ndvi_mpx_s, 4),
+           "peak_rss_gb": round(mem.peak / 1e9, 2), "peak_rss_target_gb": 2.5}
+    print(json.dumps(res, indent=1))
+    print(f"processors: chain {chain_mpx_s:.2f} Mpx·date/s = {res['ratio_chain_vs_numpy_ndvi']:.4f} x NumPy NDVI "
+          f"({ndvi_mpx_s:.0f} Mpx/s); peak RSS {res['peak_rss_gb']} GB (target <= 2.5 GB) at {args.size}² x {args.dates} dates")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
