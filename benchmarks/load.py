@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 
 import dask
-import numpy as np
 import rasterio
 
 

@@ -21,7 +21,6 @@ import csv
 import datetime as dt
 import functools
 import hashlib
-import io
 import json
 import multiprocessing as mp
 import os
@@ -59,7 +58,7 @@ from sources.profiles import (
 
 from . import physics
 from .physics import BANDS, LC, World, build_world, surface_reflectance
-from .scenario import WINDOWS, Acquisition, Scenario, WindowSpec, build_scenario, rng_for
+from .scenario import Acquisition, Scenario, WindowSpec, build_scenario, rng_for
 from .sky import apply_sky, block_mean, draw_sky, msi_to_oli, qa_pixel_from, scl_from, to_landsat_grid
 from .stac import LANDSAT_COLLECTION, S2_COLLECTION, collection_dict, footprint_lonlat, landsat_item, s2_item
 

@@ -6,7 +6,6 @@ Exit codes: 0 success; 1 the work failed; 2 bad input (usage, an invalid AOI fil
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import signal
 import sys

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import xarray as xr
 
 __all__ = ["SeasonWindows", "season_windows", "in_window"]

@@ -8,7 +8,7 @@ import xarray as xr
 
 from processors.grassland import DEGRADING, IMPROVING, STABLE, grassland_trend, growing_season_ndvi, ndvi_anomaly_z
 from processors.seasons import season_windows
-from processors.trends import mann_kendall, theil_sen_mk_numpy
+from processors.trends import theil_sen_mk_numpy
 
 from .conftest import CountTasks
 
