@@ -77,7 +77,7 @@ def evaluate_archive(archive: str | Path, *, progress: Callable[[str], None] | N
         ecos = {e.value for e in land.ecosystems}
         win: dict[str, Any] = {"scenes": len(report.loaded), "skipped": len(report.skipped)}
         frames = []
-        lay = forest_burn_layers(ds, monitor_start=season0, mask_years=base_years[-2:], start_doy=w.growing_start_doy,
+        lay = forest_burn_layers(ds, monitor_start=season0, mask_years=base_years[-3:], start_doy=w.growing_start_doy,
                                  end_doy=w.growing_end_doy)
         with dask.config.set(scheduler="threads"):
             lay = lay.compute()

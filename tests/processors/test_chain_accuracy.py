@@ -32,7 +32,7 @@ def khingan(small_archive):
     ds, _ = load_reflectance(items, land.grid(10), bands=["blue", "green", "red", "nir", "nir08", "swir16", "swir22"],
                              harmonize=True)
     w = season_windows(land.shape.centroid.y)
-    lay = forest_burn_layers(ds, monitor_start="2026-04-01", mask_years=[2024, 2025], start_doy=w.growing_start_doy,
+    lay = forest_burn_layers(ds, monitor_start="2026-04-01", mask_years=[2023, 2024, 2025], start_doy=w.growing_start_doy,
                              end_doy=w.growing_end_doy)
     with dask.config.set(scheduler="threads"):
         lay = lay.compute()
