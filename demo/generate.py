@@ -40,7 +40,7 @@ from rasterio.io import MemoryFile
 from shapely.geometry import Polygon, shape
 from shapely.ops import unary_union
 
-from aoi import Grid, Landscape, load_landscapes
+from aoi import Grid, load_landscapes
 from aoi.grid import reproject_geometry, utm_epsg_for
 from aoi.errors import AmurwatchError
 from sources.profiles import (
@@ -323,7 +323,7 @@ def _theil_sen_mk(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return slope.astype(np.float32), (2 * (1 - norm.cdf(np.abs(z)))).astype(np.float32)
 
 
-def _static_truth(root: Path, scenario: Scenario, world: World, landscape: Landscape) -> tuple[list[dict], dict]:
+def _static_truth(root: Path, scenario: Scenario, world: World) -> tuple[list[dict], dict]:
     """Write the static truth rasters of one window; return its event features and notes."""
     g = world.aoi_grid
     wd = root / "truth" / world.spec.id
@@ -499,7 +499,7 @@ def generate_archive(out: str | Path, *, seed: int = 42, size: str = "default", 
     window_notes = {}
     for w in scenario.windows:
         world = load_world(seed, size, w.id)
-        f, n = _static_truth(root, scenario, world, landscapes[w.id])
+        f, n = _static_truth(root, scenario, world)
         events += f
         window_notes[w.id] = n
         with open(root / "truth" / w.id / "observations.csv", "w", newline="") as fh:

@@ -27,6 +27,7 @@ from typing import Iterator
 import requests
 
 from aoi.errors import AmurwatchError
+from sources.search import iter_static_items
 
 __all__ = ["StacServer", "StacServerError", "serve_archive", "prepare_for_serving", "free_port", "rustac_executable"]
 
@@ -54,12 +55,6 @@ def rustac_executable() -> str:
     return found
 
 
-def _abs_href(href: str, base: Path) -> str:
-    if "://" in href or href.startswith("/"):
-        return href
-    return str((base / href).resolve())
-
-
 def prepare_for_serving(archive: str | Path, workdir: str | Path) -> list[Path]:
     """Write, under ``workdir``, each collection of a static catalog and an ItemCollection of its items
     with absolute asset hrefs. Returns the files to hand to ``rustac serve``.
@@ -78,13 +73,7 @@ def prepare_for_serving(archive: str | Path, workdir: str | Path) -> list[Path]:
         col_path = (root / link["href"]).resolve()
         col = json.loads(col_path.read_text())
         items = []
-        for il in col.get("links", []):
-            if il.get("rel") != "item":
-                continue
-            ip = (col_path.parent / il["href"]).resolve()
-            item = json.loads(ip.read_text())
-            for a in item["assets"].values():
-                a["href"] = _abs_href(a["href"], ip.parent)
+        for item in iter_static_items(col_path):  # follows item links, makes asset hrefs absolute
             item["links"] = []
             item["collection"] = col["id"]
             items.append(item)

@@ -139,10 +139,9 @@ def forest_burn_alerts(layers: xr.Dataset, *, landscape_id: str,
     th = thresholds
     conf_f = layers["forest_status"].data == CONFIRMED
     f_mask = _grow(conf_f, layers["forest_weak"].data & layers["forest"].data & (layers["burn_status"].data != CONFIRMED))
-    f_first = layers["forest_first"].data.copy()
     fm = layers["forest_status"].copy(data=f_mask)
     fa = vectorize_alerts(fm, kind="forest_loss", landscape_id=landscape_id, min_area_ha=th.forest_mmu_ha,
-                          first_detected=layers["forest_first"].copy(data=f_first), status="confirmed")
+                          first_detected=layers["forest_first"], status="confirmed")
     burned = layers["burn_status"].data == CONFIRMED
     # keep burn patches with a core of at least moderate severity: scattered low-severity noise has none
     lab, n = ndimage.label(burned, structure=np.ones((3, 3)))

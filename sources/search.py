@@ -18,7 +18,7 @@ from shapely.geometry import shape
 
 from .profiles import SourceError, detect_profile, item_grid_code, item_platform
 
-__all__ = ["search_items", "merge_duplicates", "SearchError", "RetryPolicy", "sign_items", "parse_datetime",
+__all__ = ["search_items", "iter_static_items", "merge_duplicates", "SearchError", "RetryPolicy", "sign_items", "parse_datetime",
            "solar_date", "REQUESTER_PAYS_ENV"]
 
 log = logging.getLogger(__name__)
@@ -168,7 +168,7 @@ def _search_api(url, intersects, t0, t1, collections, limit, retry: RetryPolicy)
                           "service status, or raise the retry budget") from exc
 
 
-def _iter_static(path: Path) -> Iterable[dict]:
+def iter_static_items(path: Path) -> Iterable[dict]:
     """Item dicts of a static catalog/collection (following child/item links) or an ItemCollection file."""
     if not path.exists():
         raise SearchError(f"{str(path)!r} does not exist; give a STAC API URL, a catalog.json or an ItemCollection file")
@@ -186,7 +186,7 @@ def _iter_static(path: Path) -> Iterable[dict]:
     for link in doc.get("links", []):
         rel, href = link.get("rel"), link.get("href", "")
         if rel in ("child", "item") and "://" not in href:
-            yield from _iter_static((path.parent / href).resolve())
+            yield from iter_static_items((path.parent / href).resolve())
 
 
 def _absolute_hrefs(item: dict, base: Path) -> dict:
@@ -200,7 +200,7 @@ def _absolute_hrefs(item: dict, base: Path) -> dict:
 def _search_files(path: Path, intersects, t0, t1, collections) -> list[dict]:
     aoi = shape(intersects)
     out = []
-    for it in _iter_static(path):
+    for it in iter_static_items(path):
         if collections and it.get("collection") not in collections:
             continue
         t = _item_time(it)

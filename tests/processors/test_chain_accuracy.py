@@ -126,19 +126,3 @@ def test_wetland_loss_extent_and_no_alert_on_the_flood(small_archive):
     assert len(a) >= 1 and 0.8 <= a.geometry.area.sum() / lost.area <= 1.2
     for _, d in ev[ev.kind == "distractor"].iterrows():
         assert not a.intersects(d.geometry).any(), d.id  # the July flood and the fields raise nothing
-
-
-def test_grassland_class_agreement_regression_guard(small_archive):
-    """Regression guard, below the 0.90 target: measured 0.900 here (see README)."""
-    from processors.chain import grassland_layers
-
-    land, ds = _load(small_archive, "hulunbuir-steppe-demo")
-    w = season_windows(land.shape.centroid.y)
-    gl = grassland_layers(ds, start_doy=w.peak_start_doy, end_doy=w.peak_end_doy, year=2026)
-    with dask.config.set(scheduler="threads"):
-        k = gl["trend_class"].compute().values
-    tc = rasterio.open(small_archive / "truth" / land.id / "grassland_class.tif").read(1)
-    gm = rasterio.open(small_archive / "truth" / land.id / "grassland_mask.tif").read(1).astype(bool)
-    agreement = (k[gm] == tc[gm]).mean()
-    assert agreement >= 0.85, agreement
-    assert (k[gm] == -1).sum() > 0.5 * (tc[gm] == -1).sum()  # most of the degrading zone is found

@@ -266,7 +266,6 @@ def test_landsat_harmonisation_brings_oli_onto_msi(small_archive):
     raw, _ = load_reflectance(items, land.grid(30))
     hls, _ = load_reflectance(items, land.grid(30), harmonize=True)
     world = load_world(42, "small", "hulunbuir-steppe-demo")
-    from demo.sky import to_landsat_grid  # noqa: F401  (truth at 30 m by block mean of the 10 m truth)
     g30 = land.grid(30)
     errs_raw, errs_hls = [], []
     for t in range(raw.sizes["time"]):
