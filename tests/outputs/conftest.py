@@ -52,3 +52,107 @@ def make_alerts(rows, *, landscape_id="zhalong"):
     cols = ["alert_id", "landscape_id", "kind", "status", "first_detected", "area_ha", "severity", "severity_ha",
             "centroid_lon", "centroid_lat", "geometry"]
     return gpd.GeoDataFrame(recs, columns=cols, geometry="geometry", crs=4326)
+
+
+# ------------------------------------------------------------------------------------------ SMTP
+import socket  # noqa: E402
+import threading  # noqa: E402
+from email import message_from_bytes, policy  # noqa: E402
+
+import pytest  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Inbox:
+    """A real aiosmtpd server on loopback that keeps what it receives; stop() makes it refuse connections."""
+
+    def __init__(self, port: int, *, auth: tuple[str, str] | None = None):
+        self.port = port
+        self.messages: list = []
+        self.envelopes: list = []
+        self.auth = auth
+        self.controller = None
+
+    async def handle_DATA(self, server, session, envelope):
+        self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
+        self.messages.append(message_from_bytes(envelope.original_content or envelope.content, policy=policy.default))
+        return "250 OK"
+
+    def _authenticator(self, server, session, envelope, mechanism, auth_data):
+        from aiosmtpd.smtp import AuthResult, LoginPassword
+
+        ok = (isinstance(auth_data, LoginPassword) and self.auth is not None
+              and (auth_data.login.decode(), auth_data.password.decode()) == self.auth)
+        return AuthResult(success=ok)
+
+    def start(self):
+        from aiosmtpd.controller import Controller
+
+        kw = {}
+        if self.auth:
+            kw = {"authenticator": self._authenticator, "auth_require_tls": False}
+        self.controller = Controller(self, hostname="127.0.0.1", port=self.port, **kw)
+        self.controller.start()
+        return self
+
+    def stop(self):
+        if self.controller:
+            self.controller.stop()
+            self.controller = None
+
+    def message_ids(self):
+        return [m["Message-ID"] for m in self.messages]
+
+
+@pytest.fixture
+def inbox():
+    box = Inbox(free_port()).start()
+    yield box
+    box.stop()
+
+
+class DroppingServer:
+    """Speaks SMTP up to DATA, reads part of the message, then drops the connection."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(5)
+        self.port = self.sock.getsockname()[1]
+        self.drops = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                f = conn.makefile("rwb")
+                f.write(b"220 flaky ESMTP\r\n")
+                f.flush()
+                while True:
+                    line = f.readline()
+                    if not line:
+                        break
+                    cmd = line[:4].upper()
+                    if cmd in (b"EHLO", b"HELO"):
+                        f.write(b"250-flaky\r\n250 8BITMIME\r\n")
+                    elif cmd == b"DATA":
+                        f.write(b"354 go ahead\r\n")
+                        f.flush()
+                        f.read(512)
+                        self.drops += 1
+                        break  # drop in the middle of the message
+                    else:
+                        f.write(b"250 OK\r\n")
+                    f.flush()
+
+    def close(self):
+        self.sock.close()
