@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 DEMO_DIR ?= demo-output
 PYTEST_ARGS ?=
 
-.PHONY: env demo test bench lock clean
+.PHONY: env demo test bench lock clean browser
 
 env: $(STAMP)
 
@@ -24,9 +24,16 @@ $(STAMP): requirements.lock pyproject.toml
 demo: $(STAMP)
 	$(BIN)/amurwatch demo --out $(DEMO_DIR)
 
-## The full test suite (what CI runs).
-test: $(STAMP)
+## The full test suite (what CI runs). The report test drives Debian's headless chromium.
+test: $(STAMP) browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## Debian's chromium, for the report test (installed once; needs root or sudo).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  echo "installing chromium (apt) for the report test"; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
