@@ -51,7 +51,7 @@ from numcodecs import Zstd
 from aoi.errors import AmurwatchError
 
 __all__ = ["CubeStore", "CubeError", "CubeGridError", "WriteReport", "open_cube", "CUBE_VARIABLES",
-           "ANNUAL_VARIABLES", "CHUNKS", "TIME_UNITS"]
+           "REFLECTANCE_VARIABLES", "ANNUAL_VARIABLES", "CHUNKS", "TIME_UNITS"]
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,12 @@ CUBE_VARIABLES: dict[str, tuple[str, Any, dict]] = {
     "water": ("int8", -1, {"long_name": "open water (MNDWI above the scene's Otsu threshold)", "units": "1",
                            "flag_values": [0, 1], "flag_meanings": "land water"}),
 }
+#: optional surface reflectance, stored as int16 x 1e-4 (CF scale_factor): what the indicators need
+REFLECTANCE_SCALE = 1e-4
+REFLECTANCE_VARIABLES: dict[str, tuple[str, Any, dict]] = {
+    b: ("int16", -32768, {"long_name": f"{b} surface reflectance (clear sky)", "units": "1",
+                          "scale_factor": REFLECTANCE_SCALE, "add_offset": 0.0})
+    for b in ("blue", "green", "red", "nir", "nir08", "swir16", "swir22")}
 ANNUAL_VARIABLES: dict[str, tuple[str, Any, dict]] = {
     "grass_slope": ("float32", float("nan"), {"long_name": "Theil-Sen slope of growing-season NDVI",
                                                "units": "year-1"}),
@@ -187,7 +193,12 @@ class CubeStore:
         Slices are keyed by time: a time already in the cube is replaced when its data differ and
         left alone when they don't; new times are inserted in order.
         """
-        return self._upsert(ds, dim="time", group=None, spec=CUBE_VARIABLES)
+        spec = dict(CUBE_VARIABLES)
+        have = [b for b in REFLECTANCE_VARIABLES if b in ds]
+        if self.exists():
+            have = [b for b in REFLECTANCE_VARIABLES if b in self._committed_shapes()]
+        spec.update({b: REFLECTANCE_VARIABLES[b] for b in have})
+        return self._upsert(ds, dim="time", group=None, spec=spec)
 
     def write_annual(self, ds: xr.Dataset) -> WriteReport:
         """Upsert annual layers of ``ds`` (year, y, x) with the variables of :data:`ANNUAL_VARIABLES`."""
@@ -282,9 +293,10 @@ class CubeStore:
             if dtype.startswith("float"):
                 v = v.astype(dtype)
             out[name] = v
-            out[name].attrs = {**attrs, "grid_mapping": "spatial_ref"}
+            cf = {k: attrs[k] for k in ("scale_factor", "add_offset") if k in attrs}
+            out[name].attrs = {**{k: a for k, a in attrs.items() if k not in cf}, "grid_mapping": "spatial_ref"}
             ch = tuple(min(CHUNKS[d], out.sizes[d]) if d != dim else CHUNKS[d] for d in (dim, "y", "x"))
-            enc[name] = {"dtype": dtype, "chunks": ch, "compressors": [_COMPRESSOR]}
+            enc[name] = {"dtype": dtype, "chunks": ch, "compressors": [_COMPRESSOR], **cf}
             if fill is not None:
                 enc[name]["_FillValue"] = fill
         for c in out.coords:
@@ -439,6 +451,9 @@ def _same(old: xr.Dataset, new: xr.Dataset, spec) -> bool:
     for name in spec:
         a = np.asarray(old[name].values)
         b = np.asarray(new[name].values)
+        scale = spec[name][2].get("scale_factor")
+        if scale:  # compare what would be stored
+            a, b = (np.where(np.isnan(v), -32768, np.round(v.astype(np.float64) / scale)) for v in (a, b))
         if a.dtype.kind == "f" or b.dtype.kind == "f":
             b = b.astype(np.float64)
             a = a.astype(np.float64)

@@ -191,3 +191,23 @@ def test_kill_9_during_writes_then_rerun_equals_an_uninterrupted_run(tmp_path):
     dirty = [s for s in states if s != "clean"]
     print("kill states:", states)
     assert len(dirty) >= 3, f"too few kills landed in the middle of a write to prove anything: {states}"
+
+
+def test_reflectance_bands_round_trip_as_scaled_int16(tmp_path):
+    url = tmp_path / "c.zarr"
+    s = make_slices(["2026-05-01"])
+    rng = np.random.default_rng(1)
+    for b in ("blue", "green", "red", "nir", "nir08", "swir16", "swir22"):
+        v = rng.uniform(-0.05, 0.6, (1, 40, 50)).astype(np.float32)
+        v[0, :3] = np.nan
+        s[b] = (("time", "y", "x"), v)
+    store = CubeStore(url)
+    store.write(s)
+    meta = json.loads((url / "red" / ".zarray").read_text())
+    assert meta["dtype"] == "<i2" and meta["fill_value"] == -32768
+    ds = open_cube(url)
+    assert abs(float((ds["red"] - s["red"]).max())) <= 5e-5 + 1e-7
+    assert bool(ds["red"][0, :3].isnull().all())
+    assert not store.write(s).wrote  # the same data, quantised the same way: nothing to write
+    with pytest.raises(CubeError, match=r"lack \['blue'"):
+        store.write(make_slices(["2026-05-06"]))  # this cube keeps reflectance: every slice must have it

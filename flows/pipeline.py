@@ -1,0 +1,301 @@
+"""The steps of a run for one landscape, as plain functions: the Prefect flows (``flows.nightly``)
+wrap them in tasks, and tests call them directly.
+
+1. :func:`find_items`: search every source for the landscape over a time window;
+2. :func:`ingest`: load the solar days that are not in the cube yet (or changed), compute the
+   per-observation layers, and upsert them into the cube, a few slices at a time;
+3. :func:`update_alerts`: run the indicators on the cube up to the night, and upsert the alert
+   candidates into the alert store;
+4. :func:`landscape_stats`: per-observation statistics for ``stats.parquet``.
+
+Nothing here holds data between steps: the cube and the alert store are the hand-over points.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import dask
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from aoi.landscapes import Landscape, load_landscapes
+from outputs.alerts import AlertStore
+from outputs.cube import CubeStore
+from processors.chain import (
+    forest_burn_alerts,
+    forest_burn_layers,
+    grassland_layers,
+    wetland_alerts,
+    wetland_layers,
+)
+from processors.forest import PROBABLE
+from processors.indices import mndwi, nbr, ndvi
+from processors.seasons import season_windows
+from processors.vectorize import vectorize_alerts
+from processors.water import water_mask
+from sources.load import load_reflectance
+from sources.search import merge_duplicates, search_items, solar_date
+
+from .settings import Settings
+
+__all__ = ["BANDS", "find_items", "ingest", "update_alerts", "landscape_stats", "cube_url", "select_landscapes",
+           "IngestReport", "AlertReport"]
+
+log = logging.getLogger(__name__)
+
+BANDS = ("blue", "green", "red", "nir", "nir08", "swir16", "swir22")
+#: slices computed and written per cube commit (bounds memory: 8 x 7 bands x the landscape)
+WRITE_BATCH = 8
+
+
+def cube_url(settings: Settings, landscape_id: str) -> str:
+    root = settings.out.rstrip("/")
+    return f"{root}/cubes/{landscape_id}.zarr"
+
+
+def select_landscapes(settings: Settings) -> list[Landscape]:
+    lands = load_landscapes(settings.aoi)
+    if settings.landscapes:
+        known = {land.id for land in lands}
+        missing = [i for i in settings.landscapes if i not in known]
+        if missing:
+            from aoi.errors import AoiError
+
+            raise AoiError(f"landscape id(s) {missing} are not in {settings.aoi or 'the packaged AOI file'}; "
+                           f"known ids: {sorted(known)}")
+        lands = [land for land in lands if land.id in settings.landscapes]
+    return lands
+
+
+def find_items(settings: Settings, land: Landscape, start: str | dt.date, end: str | dt.date) -> list[dict]:
+    """Items of every source intersecting the landscape over [start, end], duplicates merged."""
+    items: list[dict] = []
+    for src in settings.sources:
+        items += search_items(src.url, intersects=land.geometry, start=start, end=end,
+                              collections=src.collections, max_cloud=src.max_cloud)
+    if settings.earthengine:
+        from sources.earthengine import search_ee
+
+        items += search_ee(land.geometry, start=start, end=end)
+    return merge_duplicates(items) if len(settings.sources) > 1 or settings.earthengine else items
+
+
+@dataclass
+class IngestReport:
+    landscape_id: str
+    found: int = 0
+    new_items: int = 0
+    slices_written: int = 0
+    skipped: list[str] = field(default_factory=list)  #: scenes skipped by the loader (reason)
+    last_clear: str | None = None  #: latest observation with at least 1% clear pixels
+    times: list[str] = field(default_factory=list)  #: slices written
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _cube_item_ids(store: CubeStore) -> set[str]:
+    if not store.exists():
+        return set()
+    ids = store.open()["item_id"].values
+    return {p for v in ids for p in str(v).split("+")}
+
+
+def slices_from_reflectance(ds: xr.Dataset) -> xr.Dataset:
+    """Per-observation cube layers from clear-sky reflectance (lazy): the bands, NDVI, NBR, clear, water."""
+    out = ds[list(BANDS)].copy()
+    out["ndvi"] = ndvi(ds["red"], ds["nir"])
+    out["nbr"] = nbr(ds["nir08"], ds["swir22"])
+    out["clear"] = ds["clear"]
+    out["water"] = water_mask(mndwi(ds["green"], ds["swir16"]))
+    keep = ["platform", "item_id"]
+    return out.drop_vars([c for c in out.coords if out[c].dims == ("time",) and c not in keep + ["time"]])
+
+
+def ingest(settings: Settings, land: Landscape, items: Sequence[dict], *,
+           progress: Callable[[int, int], None] | None = None) -> IngestReport:
+    """Load the solar days of ``items`` that the cube lacks and upsert them into the landscape's cube."""
+    rep = IngestReport(land.id, found=len(items))
+    store = CubeStore(cube_url(settings, land.id), storage_options=settings.storage_options)
+    have = _cube_item_ids(store)
+    new = [it for it in items if it["id"] not in have]
+    rep.new_items = len(new)
+    if not new:
+        return rep
+    days = {solar_date(it) for it in new}
+    todo = [it for it in items if solar_date(it) in days]  # a late tile completes its day's mosaic
+    ds, lrep = load_reflectance(todo, land.grid(settings.resolution), bands=list(BANDS), harmonize=True)
+    rep.skipped = [f"{s.item_id} ({s.asset}: {s.reason})" for s in lrep.skipped]
+    if ds.sizes.get("time", 0) == 0:
+        return rep
+    sl = slices_from_reflectance(ds)
+    n = sl.sizes["time"]
+    for i in range(0, n, WRITE_BATCH):
+        part = sl.isel(time=slice(i, i + WRITE_BATCH))
+        with dask.config.set(scheduler=dask.config.get("scheduler", "threads")):
+            part = part.compute()
+        store.write(part)
+        frac = part["clear"].mean(("y", "x")).values
+        for t, f in zip(part["time"].values, frac):
+            if f >= 0.01:
+                rep.last_clear = max(rep.last_clear or "", str(t)[:10])
+        rep.times += [str(t)[:19] for t in part["time"].values]
+        rep.slices_written += part.sizes["time"]
+        if progress:
+            progress(min(i + WRITE_BATCH, n), n)
+    return rep
+
+
+# ------------------------------------------------------------------------------------------ alerts
+@dataclass
+class AlertReport:
+    landscape_id: str
+    night: str
+    candidates: dict[str, int] = field(default_factory=dict)
+    upsert: dict[str, int] = field(default_factory=dict)
+    wetland: dict | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _season_start(settings: Settings, year: int) -> dt.date:
+    return dt.date.fromisoformat(f"{year}-{settings.season_start}")
+
+
+def update_alerts(settings: Settings, land: Landscape, night: dt.date, *, store: AlertStore,
+                  final: bool = False) -> AlertReport:
+    """Run the indicators on the cube up to ``night`` and upsert the candidates.
+
+    Forest loss and burn scars run every night of the season over the season so far (statuses
+    need the sequence of observations). Wetland loss runs once its months are over (or on the
+    ``final`` night of a replay), grassland degradation once the peak window is over: both are
+    judged per period, so their alerts keep one id.
+    """
+    rep = AlertReport(land.id, night.isoformat())
+    cube_store = CubeStore(cube_url(settings, land.id), storage_options=settings.storage_options)
+    if not cube_store.exists():
+        rep.notes.append("no cube yet")
+        store.upsert(_empty(), landscape_id=land.id, run_date=night, expire_after_days=settings.expire_after_days)
+        return rep
+    cube = cube_store.open()
+    cube = cube.sel(time=cube["time"] <= np.datetime64(night + dt.timedelta(days=1)))
+    year = night.year
+    season0 = _season_start(settings, year)
+    ecos = {e.value for e in land.ecosystems}
+    w = season_windows(land.shape.centroid.y)
+    th = settings.thresholds
+    frames = []
+    t = pd.DatetimeIndex(cube["time"].values)
+    if night >= season0:
+        base_years = [year - k for k in range(settings.baseline_years, 0, -1)]
+        # the baseline seasons (±window) and this year from before the season (previous clear look)
+        lo = pd.Timestamp(season0) - pd.Timedelta(days=60)
+        keep = (t >= lo) | (t.year.isin(base_years))
+        ds = cube[list(BANDS) + ["clear"]].isel(time=np.nonzero(keep)[0])
+        mon = ds["time"].values >= np.datetime64(season0)
+        have_base = bool(np.isin(pd.DatetimeIndex(ds["time"].values).year, base_years).any())
+        if mon.any() and have_base:
+            lay = forest_burn_layers(ds, monitor_start=season0.isoformat(), mask_years=base_years,
+                                     start_doy=w.growing_start_doy, end_doy=w.growing_end_doy,
+                                     thresholds=th.chain())
+            lay = lay.compute()
+            fb = forest_burn_alerts(lay, landscape_id=land.id, thresholds=th.chain())
+            if "forest" in ecos:
+                frames.append(_probable_forest(lay, fb, land.id, th.forest_mmu_ha))
+            else:
+                fb = fb[fb.kind != "forest_loss"]
+            frames.append(fb)
+        elif not have_base:
+            rep.notes.append(f"no baseline years {base_years} in the cube: run the backfill first")
+    if "wetland" in ecos:
+        months = th.wetland_months
+        period_end = dt.date(year, max(months), 1) + pd.offsets.MonthEnd(0)
+        period_end = period_end.date() if hasattr(period_end, "date") else period_end
+        if night > period_end or (final and night.month >= min(months)):
+            years = sorted({y for y in t.year if y < year})
+            sub = cube[["green", "swir16"]].isel(time=np.nonzero(np.asarray(t.month.isin(months)))[0])
+            wl = wetland_layers(sub, baseline_years=years, year=year, months=tuple(months),
+                                pixel_area_ha=land.grid(settings.resolution).pixel_area_ha).compute()
+            wa, wst = wetland_alerts(wl, landscape_id=land.id, loss_fraction=th.wetland_loss_fraction,
+                                     min_area_ha=th.wetland_mmu_ha)
+            frames.append(wa)
+            rep.wetland = wst
+    if "grassland" in ecos:
+        peak_end = dt.date(year, 1, 1) + dt.timedelta(days=w.peak_end_doy - 1)
+        if night > peak_end or final:
+            gl = grassland_layers(cube[["red", "nir"]], start_doy=w.peak_start_doy, end_doy=w.peak_end_doy,
+                                  year=year, p_max=th.grass_p_max, slope_per_year=th.grass_slope_per_year)
+            k = gl["trend_class"].compute()
+            first = np.where(k.values == -1, np.datetime64(dt.date(year, 1, 1) + dt.timedelta(days=w.peak_start_doy - 1),
+                                                           "ns"), np.datetime64("NaT", "ns"))
+            ga = vectorize_alerts(k.copy(data=(k.values == -1)), kind="grassland_degradation", landscape_id=land.id,
+                                  min_area_ha=th.grass_mmu_ha, status="confirmed",
+                                  first_detected=k.copy(data=first))
+            frames.append(ga)
+    frames = [f for f in frames if len(f)]
+    cand = gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), geometry="geometry", crs=4326) if frames else _empty()
+    rep.candidates = {str(k): int(v) for k, v in cand["kind"].value_counts().items()} if len(cand) else {}
+    rep.upsert = dict(store.upsert(cand, landscape_id=land.id, run_date=night,
+                                   expire_after_days=settings.expire_after_days))
+    return rep
+
+
+def _probable_forest(lay: xr.Dataset, confirmed: gpd.GeoDataFrame, landscape_id: str, mmu_ha: float
+                     ) -> gpd.GeoDataFrame:
+    """Probable forest-loss patches not yet part of a confirmed one: the ``new`` alerts of the lifecycle."""
+    prob = (lay["forest_status"].data == PROBABLE) & lay["forest"].data & (lay["burn_status"].data == 0)
+    g = vectorize_alerts(lay["forest_status"].copy(data=prob), kind="forest_loss", landscape_id=landscape_id,
+                         min_area_ha=mmu_ha, first_detected=lay["forest_first"], status="probable")
+    if len(g) and len(confirmed):
+        g = g[~g["alert_id"].isin(confirmed["alert_id"])]
+        g = g[~g.intersects(confirmed.geometry.union_all())]
+    return g
+
+
+def _empty() -> gpd.GeoDataFrame:
+    return gpd.GeoDataFrame({"alert_id": [], "kind": [], "status": [], "first_detected": [], "area_ha": [],
+                             "severity": []}, geometry=[], crs=4326)
+
+
+# ------------------------------------------------------------------------------------------- stats
+def landscape_stats(settings: Settings, land: Landscape, times: Sequence[str]) -> pd.DataFrame:
+    """Per observation: clear fraction, mean NDVI of clear pixels, water hectares (clear scenes)."""
+    store = CubeStore(cube_url(settings, land.id), storage_options=settings.storage_options)
+    if not times or not store.exists():
+        return pd.DataFrame(columns=["landscape_id", "time", "variable", "value", "unit"])
+    cube = store.open()
+    sel = cube[["clear", "ndvi", "water"]].sel(time=pd.DatetimeIndex(times).values)
+    px = land.grid(settings.resolution).pixel_area_ha
+    clear = sel["clear"].mean(("y", "x"))
+    nd = sel["ndvi"].mean(("y", "x"))
+    water = (sel["water"] == 1).sum(("y", "x")) * px
+    observed = sel["water"].notnull().mean(("y", "x"))
+    clear, nd, water, observed = dask.compute(clear, nd, water, observed)
+    rows: list[dict[str, Any]] = []
+    for k, t in enumerate(sel["time"].values):
+        rows.append({"time": t, "variable": "clear_fraction", "value": float(clear[k]), "unit": "1"})
+        if np.isfinite(nd[k]):
+            rows.append({"time": t, "variable": "ndvi_mean", "value": float(nd[k]), "unit": "1"})
+        if "wetland" in {e.value for e in land.ecosystems} and float(observed[k]) >= 0.95:
+            rows.append({"time": t, "variable": "water_ha", "value": float(water[k]), "unit": "ha"})
+    df = pd.DataFrame(rows)
+    df.insert(0, "landscape_id", land.id)
+    return df
+
+
+def night_bounds(night: dt.date) -> tuple[dt.datetime, dt.datetime]:
+    return (dt.datetime.combine(night, dt.time.min, dt.timezone.utc),
+            dt.datetime.combine(night, dt.time.max, dt.timezone.utc))
+
+
+def out_path(settings: Settings) -> Path:
+    return Path(settings.out.removeprefix("file://"))
