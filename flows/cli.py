@@ -208,6 +208,194 @@ def _search_summary(url: str, landscapes, truth: dict, max_cloud: float) -> list
     return rows
 
 
+# ----------------------------------------------------------------------------------- run, backfill
+def _settings(config: Optional[Path], *, out: Optional[str] = None, stac: Optional[list[str]] = None,
+              collections: Optional[list[str]] = None, max_cloud: Optional[float] = None,
+              aoi: Optional[Path] = None, landscape: Optional[list[str]] = None,
+              mail_dry_run: Optional[bool] = None):
+    from flows.settings import SettingsError, load_settings
+
+    over: dict = {"out": out, "aoi": aoi, "landscapes": landscape or None,
+                  "mail_dry_run": mail_dry_run if mail_dry_run else None}
+    if stac:
+        over["sources"] = [{"url": u, "collections": collections or None,
+                            **({"max_cloud": max_cloud} if max_cloud is not None else {})} for u in stac]
+    try:
+        return load_settings(config, **over)
+    except SettingsError as exc:
+        err.print(f"[red]invalid settings[/red] {exc}", highlight=False)
+        raise typer.Exit(EXIT_BAD_INPUT)
+
+
+def _date(value: str, name: str):
+    import datetime as dt
+
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        err.print(f"[red]error[/red] {name} {value!r} is not a date; use YYYY-MM-DD, e.g. 2026-06-01")
+        raise typer.Exit(EXIT_BAD_INPUT)
+
+
+def _print_summary(summary: dict) -> None:
+    t = Table(title=f"amurwatch {summary['kind']} {summary['night']}")
+    for c in ("landscape", "status", "scenes found", "slices written", "new", "updated", "confirmed", "error"):
+        t.add_column(c)
+    for lid, rec in summary["landscapes"].items():
+        up = (rec.get("alerts") or {}).get("upsert", {})
+        t.add_row(lid, "[green]ok[/green]" if rec["status"] == "ok" else "[red]failed[/red]",
+                  str(rec.get("scenes_found", "")), str(rec.get("scenes", "")), str(up.get("new", "")),
+                  str(up.get("updated", "")), str(up.get("confirmed", "")), rec.get("error", ""))
+    console.print(t)
+    for k, v in summary.get("paths", {}).items():
+        console.print(f"{k}: {v}")
+    mail = summary.get("mail") or {}
+    if mail.get("failed"):
+        err.print(f"[yellow]mail not sent (stays pending for the next run)[/yellow]: {mail['failed']}")
+
+
+def _run_flow(kind: str, settings, start, end, notify: bool) -> None:
+    from flows.nightly import RunLockedError, run_lock, run_range
+    from flows.cluster import dask_client
+    from outputs.alerts import AlertStore
+
+    from prefect import flow
+
+    @flow(name=f"amurwatch-{kind}-cli", log_prints=True)
+    def _cli_flow() -> dict:
+        store = AlertStore(settings.state_url())
+        try:
+            with run_lock(store), dask_client(settings.dask), _progress() as prog:
+                task = prog.add_task(f"{kind}: monthly chunks", total=None)
+
+                def step(label, k, n):
+                    prog.update(task, total=n, completed=k, description=f"{kind}: {label}")
+
+                return run_range(settings, start, end, notify=notify, progress=step).to_dict()
+        finally:
+            store.close()
+
+    try:
+        summary = _cli_flow()
+    except RunLockedError as exc:
+        err.print(f"[red]locked[/red] {exc}")
+        raise typer.Exit(EXIT_FAILED)
+    except AmurwatchError as exc:
+        err.print(f"[red]error[/red] {exc}")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    _print_summary(summary)
+    if summary["failed"]:
+        err.print(f"[red]{len(summary['failed'])} landscape(s) failed[/red]: {', '.join(summary['failed'])}; "
+                  "the others completed")
+        raise typer.Exit(EXIT_FAILED)
+
+
+@app.command("run")
+def run(
+    stac: list[str] = typer.Option(None, "--stac", help="STAC API URL, catalog.json or ItemCollection file (repeatable)."),
+    aoi: Optional[Path] = typer.Option(None, help="AOI file (GeoJSON); default: the packaged landscapes."),
+    start: str = typer.Option(..., help="First day, YYYY-MM-DD."),
+    end: str = typer.Option(..., help="Last day, YYYY-MM-DD."),
+    out: Optional[str] = typer.Option(None, help="Output folder or URL."),
+    config: Optional[Path] = typer.Option(None, help="Settings file (TOML or YAML)."),
+    collections: list[str] = typer.Option(None, "--collection", help="Collections to search (repeatable)."),
+    max_cloud: Optional[float] = typer.Option(None, help="Drop scenes above this eo:cloud_cover."),
+    landscape: list[str] = typer.Option(None, "--landscape", help="Only these landscape ids (repeatable)."),
+    mail_dry_run: bool = typer.Option(False, help="Write the digests to OUT/outbox/*.eml instead of sending."),
+) -> None:
+    """Process [start, end] for every landscape: cubes, alerts, stats, report, STAC record, digests."""
+    s, e = _date(start, "--start"), _date(end, "--end")
+    if e < s:
+        err.print(f"[red]error[/red] --start {s} is after --end {e}; swap them")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    settings = _settings(config, out=out, stac=stac, collections=collections, max_cloud=max_cloud, aoi=aoi,
+                         landscape=landscape, mail_dry_run=mail_dry_run)
+    _run_flow("run", settings, s, e, notify=True)
+
+
+@app.command("backfill")
+def backfill_cmd(
+    start: str = typer.Option(..., help="First day, YYYY-MM-DD."),
+    end: str = typer.Option(..., help="Last day, YYYY-MM-DD."),
+    config: Optional[Path] = typer.Option(None, help="Settings file (TOML or YAML)."),
+    stac: list[str] = typer.Option(None, "--stac", help="Override the sources (repeatable)."),
+    out: Optional[str] = typer.Option(None, help="Override the output folder."),
+    aoi: Optional[Path] = typer.Option(None, help="Override the AOI file."),
+    landscape: list[str] = typer.Option(None, "--landscape", help="Only these landscape ids (repeatable)."),
+    notify: bool = typer.Option(False, help="Mail the alerts the backfill finds."),
+) -> None:
+    """Ingest a date range in monthly chunks (resumable: rerun to continue), build the baselines."""
+    s, e = _date(start, "--start"), _date(end, "--end")
+    if e < s:
+        err.print(f"[red]error[/red] --start {s} is after --end {e}; swap them")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    settings = _settings(config, out=out, stac=stac, aoi=aoi, landscape=landscape)
+    _run_flow("backfill", settings, s, e, notify=notify)
+
+
+alerts_app = typer.Typer(no_args_is_help=True, help="The alert store of an output folder.")
+app.add_typer(alerts_app, name="alerts")
+
+
+def _store(out: Path):
+    from outputs.alerts import AlertStore
+
+    if not (out / "state.db").exists():
+        err.print(f"[red]error[/red] {out} has no state.db; point --out at a folder written by amurwatch run")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    return AlertStore.at(out)
+
+
+@alerts_app.command("list")
+def alerts_list(
+    out: Path = typer.Option(Path("amurwatch-output"), help="Output folder."),
+    landscape: Optional[str] = typer.Option(None, help="Only this landscape."),
+    status: list[str] = typer.Option(None, "--status", help="Only these statuses (repeatable)."),
+    kind: Optional[str] = typer.Option(None, help="Only this kind."),
+) -> None:
+    """List the alerts, newest first."""
+    store = _store(out)
+    f = store.frame(landscape_id=landscape, statuses=status or None)
+    if kind:
+        f = f[f["kind"] == kind]
+    t = Table(title=f"{len(f)} alerts in {out}")
+    for c in ("alert_id", "landscape", "kind", "status", "first detected", "ha", "severity", "lon, lat"):
+        t.add_column(c)
+    for r in f.sort_values(["first_detected", "alert_id"], ascending=[False, True]).itertuples():
+        t.add_row(r.alert_id, r.landscape_id, r.kind, r.status, str(r.first_detected), f"{r.area_ha:.2f}",
+                  r.severity or "", f"{r.centroid_lon:.5f}, {r.centroid_lat:.5f}" if r.centroid_lon == r.centroid_lon else "")
+    console.print(t)
+
+
+@alerts_app.command("export")
+def alerts_export(
+    out: Path = typer.Option(Path("amurwatch-output"), help="Output folder."),
+    to: Optional[Path] = typer.Option(None, help="Write here instead (.parquet, .geojson, .gpkg or .csv)."),
+) -> None:
+    """Export the alert store: OUT/alerts.parquet and OUT/alerts.geojson, or one file with --to."""
+    store = _store(out)
+    if to is None:
+        paths = store.export(out)
+        console.print(f"wrote {paths['parquet']} and {paths['geojson']}")
+        return
+    f = store.frame()
+    suffix = to.suffix.lower()
+    if suffix == ".parquet":
+        f.to_parquet(to, index=False)
+    elif suffix in (".geojson", ".json"):
+        f.assign(**{c: f[c].astype(str) for c in ("first_detected", "last_seen", "confirmed_on", "expired_on")}
+                 ).to_file(to, driver="GeoJSON")
+    elif suffix == ".gpkg":
+        f.assign(**{c: f[c].astype(str) for c in ("first_detected", "last_seen", "confirmed_on", "expired_on")}
+                 ).to_file(to, driver="GPKG", layer="alerts")
+    elif suffix == ".csv":
+        f.assign(wkt=f.geometry.to_wkt()).drop(columns="geometry").to_csv(to, index=False)
+    else:
+        err.print(f"[red]error[/red] --to {to}: unknown format {suffix!r}; use .parquet, .geojson, .gpkg or .csv")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    console.print(f"wrote {len(f)} alerts to {to}")
+
+
 @app.command("evaluate")
 def evaluate(
     archive: Path = typer.Argument(..., help="A demo archive with truth/ (e.g. demo-output/archive)."),

@@ -231,7 +231,9 @@ def update_alerts(settings: Settings, land: Landscape, night: dt.date, *, store:
             rep.wetland = wst
     if "grassland" in ecos:
         peak_end = dt.date(year, 1, 1) + dt.timedelta(days=w.peak_end_doy - 1)
-        if night > peak_end or final:
+        peak0 = pd.Timestamp(dt.date(year, 1, 1) + dt.timedelta(days=w.peak_start_doy - 1))
+        seen = bool(((t >= peak0) & (t <= pd.Timestamp(peak_end))).any())
+        if seen and (night > peak_end or final):
             gl = grassland_layers(cube[["red", "nir"]], start_doy=w.peak_start_doy, end_doy=w.peak_end_doy,
                                   year=year, p_max=th.grass_p_max, slope_per_year=th.grass_slope_per_year)
             k = gl["trend_class"].compute()

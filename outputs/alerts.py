@@ -101,6 +101,19 @@ feed_t = sa.Table(
     sa.Column("last_run", sa.Date),
     sa.Column("last_clear", sa.Date),
     sa.Column("empty_nights", sa.Integer, nullable=False, default=0),
+    sa.Column("watermark", sa.DateTime),  #: acquisitions up to here are in the outputs
+)
+progress_t = sa.Table(
+    "progress", _meta,
+    sa.Column("key", sa.String(200), primary_key=True),
+    sa.Column("done_at", sa.DateTime, nullable=False),
+    sa.Column("detail", sa.Text),
+)
+locks_t = sa.Table(
+    "locks", _meta,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("owner", sa.String(200), nullable=False),
+    sa.Column("since", sa.DateTime, nullable=False),
 )
 
 
@@ -294,6 +307,51 @@ class AlertStore:
                                                                                    "nights": empty}):
                     queued.append("feed_no_items")
         return queued
+
+    # -------------------------------------------------------------------------------- watermark, progress
+    def watermark(self, landscape_id: str) -> dt.datetime | None:
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(feed_t.c.watermark).where(feed_t.c.landscape_id == landscape_id)).scalar()
+
+    def set_watermark(self, landscape_id: str, when: dt.datetime) -> None:
+        """Move the landscape's watermark forward (never back)."""
+        when = when.replace(tzinfo=None)
+        with self.engine.begin() as conn:
+            cur = conn.execute(sa.select(feed_t).where(feed_t.c.landscape_id == landscape_id)).first()
+            if cur is None:
+                conn.execute(feed_t.insert().values(landscape_id=landscape_id, empty_nights=0, watermark=when))
+            elif cur.watermark is None or when > cur.watermark:
+                conn.execute(feed_t.update().where(feed_t.c.landscape_id == landscape_id).values(watermark=when))
+
+    def is_done(self, key: str) -> bool:
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(progress_t.c.key).where(progress_t.c.key == key)).first() is not None
+
+    def mark_done(self, key: str, detail: dict | None = None) -> None:
+        with self.engine.begin() as conn:
+            if conn.execute(sa.select(progress_t.c.key).where(progress_t.c.key == key)).first() is None:
+                conn.execute(progress_t.insert().values(key=key, done_at=dt.datetime.now(dt.timezone.utc).replace(
+                    tzinfo=None), detail=json.dumps(detail) if detail else None))
+
+    def acquire(self, name: str, owner: str) -> str | None:
+        """Take the named lock; returns None on success, else who holds it and since when."""
+        now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(locks_t.insert().values(name=name, owner=owner, since=now))
+            return None
+        except sa.exc.IntegrityError:
+            with self.engine.connect() as conn:
+                r = conn.execute(sa.select(locks_t).where(locks_t.c.name == name)).first()
+            return f"{r.owner} since {r.since:%Y-%m-%d %H:%M:%S} UTC" if r else "another run"
+
+    def release(self, name: str, owner: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(locks_t.delete().where((locks_t.c.name == name) & (locks_t.c.owner == owner)))
+
+    def break_lock(self, name: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(locks_t.delete().where(locks_t.c.name == name))
 
     # -------------------------------------------------------------------------------------------- read
     def frame(self, *, landscape_id: str | None = None, statuses: Iterable[str] | None = None) -> gpd.GeoDataFrame:

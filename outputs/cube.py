@@ -141,6 +141,11 @@ def open_cube(url: str | Path, *, group: str | None = None, storage_options: Map
                           decode_coords="all", chunks=chunks)
     finally:
         w.__exit__(None, None, None)
+    # variable-length strings come back as NumPy's StringDType: give callers plain str arrays
+    fix = {c: (ds[c].dims, np.array([str(v) for v in ds[c].values], dtype=str)) for c in ds.coords
+           if ds[c].ndim == 1 and ds[c].dtype.kind in "OT"}
+    if fix:
+        ds = ds.assign_coords(fix)
     if CubeStore(url, storage_options=storage_options).pending():
         log.warning("cube %s has an interrupted write; the next run repairs it", url)
     return ds
@@ -221,9 +226,18 @@ class CubeStore:
             tfs.rm(tpath, recursive=True)
             if not done:
                 done.append("dropped an uncommitted stage")
+        fs, path = self._fs(self.url)
         if self.exists():
             done += self._shrink_to_committed()
-        if "://" not in self.url or self.url.startswith("file://"):
+            committed = self._committed_shapes()
+            if fs.exists(f"{path}/{_ANNUAL}") and not any(k.startswith(f"{_ANNUAL}/") for k in committed):
+                fs.rm(f"{path}/{_ANNUAL}", recursive=True)  # its creation was never committed
+                done.append("removed an uncommitted annual group")
+        elif fs.exists(path):
+            fs.rm(path, recursive=True)  # a creation killed before its first commit: nothing to keep
+            done.append("removed a cube whose creation was never committed")
+        if done and ("://" not in self.url or self.url.startswith("file://")):
+            # an interrupted write is the only source of stray *.partial files: scan only then
             partial = list(Path(self.url.removeprefix("file://")).rglob("*.partial"))
             for p in partial:
                 p.unlink(missing_ok=True)
@@ -307,6 +321,7 @@ class CubeStore:
         out["x"].attrs = {"standard_name": "projection_x_coordinate", "long_name": "x (pixel centre)", "units": "m"}
         out["y"].attrs = {"standard_name": "projection_y_coordinate", "long_name": "y (pixel centre)", "units": "m"}
         if dim == "time":
+            out = out.assign_coords(time=out.indexes["time"].floor("s"))  # the stored precision: seconds
             enc["time"] = {"units": TIME_UNITS, "calendar": "proleptic_gregorian", "dtype": "int64", "chunks": (1024,)}
             out["time"].attrs = {"standard_name": "time", "long_name": "observation (solar day)"}
         else:
