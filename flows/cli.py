@@ -129,83 +129,93 @@ def demo(
     out: Path = typer.Option(Path("demo-output"), help="Output folder; the archive goes to OUT/archive."),
     seed: int = typer.Option(42, help="Scenario seed."),
     size: str = typer.Option("default", help="default or small."),
-    max_cloud: float = typer.Option(80.0, help="Drop scenes with eo:cloud_cover above this (client side)."),
+    fresh: bool = typer.Option(True, help="Start the outputs from scratch (the archive is kept)."),
 ) -> None:
     """Run the whole job offline: generate the archive if missing, serve it over a local STAC API,
-    and search it for every demo landscape."""
+    backfill the baseline, replay the monitoring season night by night, write cubes, alerts,
+    stats and reports, mail the digests to a local SMTP server (OUT/mail), and score the outputs."""
     if ctx.invoked_subcommand is not None:
         return
+    import shutil
+    import time
+
+    from demo.mailserver import MailCatcher
     from demo.server import serve_archive
+    from flows.demo import demo_flow
+    from flows.evaluate import evaluate_outputs
 
     archive = out / "archive"
+    t0 = time.perf_counter()
     try:
         if not (archive / "manifest.json").exists():
             _generate(archive, seed, size, overwrite=True)
         else:
             console.print(f"using existing archive {archive} (delete it to regenerate)")
+        if fresh:
+            for name in ("cubes", "reports", "stac", "mail", "outbox"):
+                shutil.rmtree(out / name, ignore_errors=True)
+            for name in ("state.db", "state.db-wal", "state.db-shm", "alerts.parquet", "alerts.geojson",
+                         "stats.parquet"):
+                (out / name).unlink(missing_ok=True)
         landscapes = load_landscapes(archive / "aoi.geojson")
-        truth = json.loads((archive / "truth" / "truth.json").read_text())
-        with serve_archive(archive) as api:
-            console.print(f"local STAC API: {api.url} ({api.n_items} items)")
-            summary = _search_summary(api.url, landscapes, truth, max_cloud)
-            looks = _quicklooks(api.url, landscapes, truth, out, max_cloud)
+        with serve_archive(archive) as api, MailCatcher(out / "mail") as mail, _progress() as prog:
+            console.print(f"local STAC API: {api.url} ({api.n_items} items); local SMTP server: 127.0.0.1:{mail.port}")
+            task = prog.add_task("demo", total=None)
+
+            def step(label: str, k: int, n: int) -> None:
+                prog.update(task, total=n, completed=k, description=label)
+
+            res = demo_flow(str(archive), str(out), api.url, mail.port, progress=step)
+            mails = list(mail.received)
+        scores = evaluate_outputs(archive, out)
     except AoiValidationError as exc:
         err.print(f"[red]invalid[/red] {exc}")
         raise typer.Exit(EXIT_BAD_INPUT)
     except AmurwatchError as exc:
         err.print(f"[red]error[/red] {exc}")
         raise typer.Exit(EXIT_FAILED)
+    total = time.perf_counter() - t0
+    last = res["last"] or {"landscapes": {}, "paths": {}}
+    t = Table(title=f"amurwatch demo: {len(landscapes)} landscapes, {len(res['nights'])} nights replayed")
+    for c in ("landscape", "alerts", "confirmed", "mails"):
+        t.add_column(c)
+    import geopandas as gpd
+
+    alerts = gpd.read_parquet(out / "alerts.parquet")
+    for land in landscapes:
+        a = alerts[alerts.landscape_id == land.id]
+        t.add_row(land.id, str(len(a)), str(int((a.status == "confirmed").sum())),
+                  str(sum(1 for m in mails if land.id in m.name)))
+    console.print(t)
+    p = Table(title="outputs")
+    p.add_column("what")
+    p.add_column("where")
+    for k, v in [("cubes", out / "cubes"), ("alerts (GeoParquet)", out / "alerts.parquet"),
+                 ("alerts (GeoJSON)", out / "alerts.geojson"), ("stats", out / "stats.parquet"),
+                 ("report", last["paths"].get("report", "")), ("STAC catalog", out / "stac" / "catalog.json"),
+                 ("mails received by the local SMTP server", out / "mail"), ("state (SQLite)", out / "state.db")]:
+        p.add_row(k, str(v))
+    console.print(p)
+    s = Table(title="scores of the outputs against the archive's truth (processing-core targets)")
+    for c in ("target", "value", "met"):
+        s.add_column(c)
+    values = {"events_detected": f"{scores['events_detected']}/{scores['events']}",
+              "distractor_alerts": scores["distractor_alerts"],
+              "false_alarm_ha_per_100km2": scores["false_alarm_ha_per_100km2"],
+              "area_within_20pct": scores["area_within_20pct"],
+              "forest_latency_clear_obs": scores["forest_latency_max_clear_obs"],
+              "burn_severity_agreement": scores["burn_severity_agreement"],
+              "wetland_extent_error": scores["wetland_extent_error"],
+              "grassland_agreement": scores["grassland_agreement"]}
+    for k, v in scores["targets"].items():
+        s.add_row(v["target"], str(values[k]), "[green]yes[/green]" if v["met"] else "[red]NO[/red]")
+    console.print(s)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "search-summary.json").write_text(json.dumps(summary, indent=1))
-    (out / "load-summary.json").write_text(json.dumps(looks, indent=1))
-    console.print(f"wrote {out / 'search-summary.json'}, {out / 'load-summary.json'} and {out / 'quicklook'}/*.png")
-
-
-def _quicklooks(url: str, landscapes, truth: dict, out: Path, max_cloud: float) -> list[dict]:
-    from flows.quicklook import season_quicklook
-
-    season = truth["monitoring_season"]
-    t = Table(title=f"Clear-sky reflectance loaded through the STAC API, {season[0]} to {season[1]}")
-    for c in ("landscape", "found", "loaded", "skipped", "mean clear", "July scene", "NDVI", "quick look"):
-        t.add_column(c)
-    rows = []
-    with _progress() as prog:
-        task = prog.add_task("loading each landscape's season", total=len(landscapes))
-        for ls in landscapes:
-            r = season_quicklook(url, ls, season[0], season[1], out / "quicklook" / f"{ls.id}.png", max_cloud=max_cloud)
-            rows.append(r)
-            t.add_row(ls.id, str(r["scenes_found"]), str(r["scenes_loaded"]), str(len(r["scenes_skipped"])),
-                      f"{r['mean_clear_fraction']:.0%}", r["quicklook_scene"], f"{r['quicklook_ndvi']:.2f}", r["quicklook"])
-            prog.advance(task)
-    console.print(t)
-    return rows
-
-
-def _search_summary(url: str, landscapes, truth: dict, max_cloud: float) -> list[dict]:
-    from pystac_client import Client
-
-    client = Client.open(url)
-    t = Table(title="What a search of the local STAC API finds, per demo landscape")
-    for c in ("landscape", "collection", "baseline", "monitoring", f"≤{max_cloud:g}% cloud", "first", "last"):
-        t.add_column(c)
-    rows = []
-    my = truth["monitoring_year"]
-    for ls in landscapes:
-        for col in ("sentinel-2-c1-l2a", "landsat-c2-l2"):
-            # rustac's in-memory backend does not implement `query`/`filter`: filter cloud cover here
-            items = list(client.search(collections=[col], intersects=ls.geometry, limit=100,
-                                       datetime=f"{truth['baseline_years'][0]}-01-01/{my}-12-31").items_as_dicts())
-            dates = sorted(i["properties"]["datetime"][:10] for i in items)
-            mon = [d for d in dates if d.startswith(str(my))]
-            keep = [i for i in items if i["properties"].get("eo:cloud_cover", 100) <= max_cloud]
-            row = {"landscape_id": ls.id, "collection": col, "items": len(items), "baseline": len(items) - len(mon),
-                   "monitoring": len(mon), "usable": len(keep), "first": dates[0] if dates else None,
-                   "last": dates[-1] if dates else None}
-            rows.append(row)
-            t.add_row(ls.id, col, str(row["baseline"]), str(row["monitoring"]), str(row["usable"]),
-                      str(row["first"]), str(row["last"]))
-    console.print(t)
-    return rows
+    (out / "demo-summary.json").write_text(json.dumps({"timings": {**res["timings"], "total_s": round(total, 1)},
+                                                       "nights": res["nights"], "scores": scores,
+                                                       "mails": [str(m) for m in mails]}, indent=1, default=str))
+    console.print(f"demo finished in {total:.0f} s (backfill {res['timings'].get('backfill_s')} s, replay "
+                  f"{res['timings'].get('replay_s')} s); summary: {out / 'demo-summary.json'}")
 
 
 # ----------------------------------------------------------------------------------- run, backfill
@@ -447,6 +457,12 @@ def evaluate(
 
 
 def main() -> None:
+    import logging
+    import os
+
+    # a clean terminal: progress bars and tables, warnings and errors only from the libraries
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    logging.getLogger("distributed").setLevel(logging.WARNING)
     try:
         app()
     except KeyboardInterrupt:

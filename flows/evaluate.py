@@ -32,7 +32,7 @@ from processors.vectorize import vectorize_alerts
 from sources.load import load_reflectance
 from sources.search import search_items
 
-__all__ = ["evaluate_archive", "TARGETS"]
+__all__ = ["evaluate_archive", "evaluate_outputs", "TARGETS"]
 
 #: the processing-core targets (issue 4)
 TARGETS = {
@@ -127,31 +127,9 @@ def evaluate_archive(archive: str | Path, *, progress: Callable[[str], None] | N
         alerts = gpd.GeoDataFrame(alerts, geometry="geometry", crs=4326)
         alerts_all.append(alerts)
         # match alerts with the truth
-        a = alerts.to_crs(g.epsg)
-        ev = events[events.window_id == land.id].to_crs(g.epsg)
-        times = ds["time"].values.astype("datetime64[D]")
         clear = ds["clear"].values
-        for _, e in ev.iterrows():
-            if e.kind == "distractor":
-                hits = a[a.intersects(e.geometry.buffer(-5))]
-                per_event.append({"id": e.id, "kind": e.kind, "distractor": e.distractor, "alerts": len(hits)})
-                continue
-            hits = a[(a.kind == e.kind) & a.intersects(e.geometry)]
-            rec = {"id": e.id, "kind": e.kind, "area_ha": round(e.area_ha, 3), "detected": bool(len(hits)),
-                   "area_ratio": round(float(hits.geometry.area.sum() / e.geometry.area), 3) if len(hits) else None}
-            if len(hits) and e.kind == "forest_loss" and e.date:
-                det = min(hits.first_detected)
-                ev_day = np.datetime64(e.date)
-                doy = _read(root / "truth" / land.id / "clearing_doy.tif")
-                mask = doy == dt.date.fromisoformat(e.date).timetuple().tm_yday
-                looks = sum(1 for kk, tt in enumerate(times) if ev_day <= tt <= np.datetime64(det)
-                            and clear[kk][mask].mean() > 0.5)
-                rec.update(latency_days=int((np.datetime64(det) - ev_day) / np.timedelta64(1, "D")), latency_clear_obs=looks)
-            per_event.append(rec)
-        real = ev[ev.kind != "distractor"]
-        real_u = real.geometry.union_all() if len(real) else None
-        fa = a if real_u is None else a[~a.intersects(real_u)]
-        win["false_alarm_ha"] = {k: round(float(v), 3) for k, v in (fa.geometry.area / 1e4).groupby(fa.kind).sum().items()}
+        win["false_alarm_ha"] = _match_events(alerts, events, land.id, g.epsg, root, ds["time"].values, clear,
+                                              per_event)
         win["area_km2"] = round(land.area_km2, 3)
         # cloud leak and NDVI RMSE on Sentinel-2 scenes, against the sky and reflectance truth
         try:
@@ -208,8 +186,127 @@ def evaluate_archive(archive: str | Path, *, progress: Callable[[str], None] | N
     return res
 
 
+def _match_events(alerts: gpd.GeoDataFrame, events: gpd.GeoDataFrame, window: str, epsg: int, root: Path,
+                  times: np.ndarray, clear: np.ndarray, per_event: list) -> dict[str, float]:
+    """Match one window's alerts with its truth events (appends to ``per_event``); returns the false
+    alarm hectares per kind."""
+    a = alerts.to_crs(epsg)
+    ev = events[events.window_id == window].to_crs(epsg)
+    times = times.astype("datetime64[D]")
+    for _, e in ev.iterrows():
+        if e.kind == "distractor":
+            hits = a[a.intersects(e.geometry.buffer(-5))]
+            per_event.append({"id": e.id, "kind": e.kind, "distractor": e.distractor, "alerts": len(hits)})
+            continue
+        hits = a[(a.kind == e.kind) & a.intersects(e.geometry)]
+        rec = {"id": e.id, "kind": e.kind, "area_ha": round(e.area_ha, 3), "detected": bool(len(hits)),
+               "area_ratio": round(float(hits.geometry.area.sum() / e.geometry.area), 3) if len(hits) else None}
+        if len(hits) and e.kind == "forest_loss" and e.date:
+            det = min(hits.first_detected)
+            ev_day = np.datetime64(e.date)
+            doy = _read(root / "truth" / window / "clearing_doy.tif")
+            mask = doy == dt.date.fromisoformat(e.date).timetuple().tm_yday
+            looks = sum(1 for kk, tt in enumerate(times) if ev_day <= tt <= np.datetime64(det)
+                        and clear[kk][mask].mean() > 0.5)
+            rec.update(latency_days=int((np.datetime64(det) - ev_day) / np.timedelta64(1, "D")), latency_clear_obs=looks)
+        per_event.append(rec)
+    real = ev[ev.kind != "distractor"]
+    real_u = real.geometry.union_all() if len(real) else None
+    fa = a if real_u is None else a[~a.intersects(real_u)]
+    return {k: round(float(v), 3) for k, v in (fa.geometry.area / 1e4).groupby(fa.kind).sum().items()}
+
+
 def _first(per_window: dict, key: str):
     vals = [w[key] for w in per_window.values() if w.get(key) is not None]
     if not vals:
         return None
     return max(vals) if key.startswith("wetland") else min(vals)
+
+
+def evaluate_outputs(archive: str | Path, out: str | Path) -> dict[str, Any]:
+    """Score what a run *wrote* (alerts.parquet, the cubes and their annual layers) against the truth.
+
+    Scored alerts are the confirmed ones (what managers act on); unconfirmed (``new``/``updated``)
+    alerts are counted apart. Returns the same keys as :func:`evaluate_archive` (NDVI RMSE is not
+    computed here: the reflectance truth belongs to the processors' evaluation).
+    """
+    import xarray as xr
+
+    from outputs.cube import open_cube
+
+    root, out = Path(archive), Path(out)
+    truth = json.loads((root / "truth" / "truth.json").read_text())
+    events = gpd.read_file(root / "truth" / "events.geojson")
+    my = truth["monitoring_year"]
+    alerts_all = gpd.read_parquet(out / "alerts.parquet")
+    per_event: list = []
+    per_window: dict[str, Any] = {}
+    cloud_n, cloud_leak = 0, 0
+    for land in load_landscapes(root / "aoi.geojson"):
+        g = land.grid(10)
+        win: dict[str, Any] = {"area_km2": round(land.area_km2, 3)}
+        mine = alerts_all[alerts_all["landscape_id"] == land.id]
+        win["unconfirmed_alerts"] = int((mine["status"].isin(["new", "updated"])).sum())
+        scored = mine[mine["status"] == "confirmed"]
+        cube = open_cube(out / "cubes" / f"{land.id}.zarr")
+        clear = cube["clear"].values.astype(bool)
+        win["false_alarm_ha"] = _match_events(scored, events, land.id, g.epsg, root, cube["time"].values, clear,
+                                              per_event)
+        sev_path = root / "truth" / land.id / "burn_severity.tif"
+        forest_grp = out / "cubes" / f"{land.id}.zarr" / "annual" / "forest"
+        if sev_path.exists() and forest_grp.exists():
+            sev = xr.open_zarr(forest_grp)["burn_severity"].sel(year=my).values
+            t_sev = _read(sev_path)
+            m = t_sev > 0
+            win["burn_severity_agreement"] = round(float((sev[m] == t_sev[m]).mean()), 4)
+        obs_csv = root / "truth" / land.id / "observations.csv"
+        if truth["windows"].get(land.id, {}).get("wetland") and obs_csv.exists():
+            truth_ha = {r["item_id"]: float(r["water_ha"]) for r in csv.DictReader(obs_csv.open())}
+            water = cube["water"]
+            frac = water.notnull().mean(("y", "x")).values
+            mapped = (water == 1).sum(("y", "x")).values * g.pixel_area_ha
+            errs = [abs(mapped[k] - truth_ha[i]) / truth_ha[i] for k, i in enumerate(cube["item_id"].values)
+                    if frac[k] >= 0.95 and truth_ha.get(str(i), 0) > 0]
+            win["wetland_extent_error"] = round(float(np.median(errs)), 4) if errs else None
+            win["wetland_extent_scenes"] = len(errs)
+        gc, gm = root / "truth" / land.id / "grassland_class.tif", root / "truth" / land.id / "grassland_mask.tif"
+        grass_grp = out / "cubes" / f"{land.id}.zarr" / "annual" / "grassland"
+        if gc.exists() and grass_grp.exists():
+            k = xr.open_zarr(grass_grp)["grass_class"].sel(year=my).values
+            tc, mk = _read(gc), _read(gm).astype(bool)
+            win["grassland_agreement"] = round(float((k[mk] == tc[mk]).mean()), 4)
+        for kk, iid in enumerate(cube["item_id"].values):
+            sky_p = root / "truth" / land.id / "sky" / f"{iid}.tif"
+            if "+" in str(iid) or not sky_p.exists():
+                continue
+            cloudy = np.isin(_read(sky_p), (1, 2, 3))
+            cloud_n += int(cloudy.sum())
+            cloud_leak += int((clear[kk] & cloudy).sum())
+        per_window[land.id] = win
+    det = [e for e in per_event if e["kind"] != "distractor"]
+    dis = [e for e in per_event if e["kind"] == "distractor"]
+    total_km2 = sum(w["area_km2"] for w in per_window.values())
+    fa_total = sum(sum(w["false_alarm_ha"].values()) for w in per_window.values())
+    lat = [e["latency_clear_obs"] for e in det if "latency_clear_obs" in e]
+    ratios = [e["area_ratio"] for e in det if e["area_ratio"] is not None]
+    res = {
+        "archive": str(root), "outputs": str(out), "seed": truth.get("seed"), "size": truth.get("size"),
+        "events": len(det), "events_detected": sum(e["detected"] for e in det),
+        "events_missed": sum(not e["detected"] for e in det),
+        "distractor_alerts": sum(e["alerts"] for e in dis),
+        "false_alarm_ha": round(fa_total, 3),
+        "false_alarm_ha_per_100km2": round(fa_total / (total_km2 / 100), 3) if total_km2 else None,
+        "area_within_20pct": bool(ratios) and all(0.8 <= r <= 1.2 for r in ratios),
+        "forest_latency_max_clear_obs": max(lat) if lat else None,
+        "forest_latency_days": [e.get("latency_days") for e in det if "latency_days" in e],
+        "burn_severity_agreement": _first(per_window, "burn_severity_agreement"),
+        "wetland_extent_error": _first(per_window, "wetland_extent_error"),
+        "wetland_period_error": None,
+        "grassland_agreement": _first(per_window, "grassland_agreement"),
+        "ndvi_rmse": None,
+        "cloud_leak": round(cloud_leak / cloud_n, 4) if cloud_n else None,
+        "unconfirmed_alerts": sum(w["unconfirmed_alerts"] for w in per_window.values()),
+        "per_event": per_event, "per_window": per_window,
+    }
+    res["targets"] = {k: {"target": d, "met": bool(f(res))} for k, (d, f) in TARGETS.items()}
+    return res

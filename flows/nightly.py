@@ -86,7 +86,10 @@ def ingest_task(settings: Settings, landscape_id: str, items: list[dict]) -> dic
 
 
 @task(name="alerts", cache_policy=NO_CACHE, task_run_name="alerts-{landscape_id}")
-def alerts_task(settings: Settings, landscape_id: str, night: str, final: bool = False) -> dict:
+def alerts_task(settings: Settings, landscape_id: str, night: str, final: bool = False,
+                ingest: dict | None = None, only_if_new: bool = False) -> dict:
+    if only_if_new and not final and ingest is not None and not ingest.get("slices_written"):
+        return {"landscape_id": landscape_id, "night": night, "skipped": "no new observation", "upsert": {}}
     store = AlertStore(settings.state_url())
     try:
         return pipeline.update_alerts(settings, _land(settings, landscape_id), dt.date.fromisoformat(night),
@@ -105,6 +108,11 @@ def stats_task(settings: Settings, landscape_id: str, ingest: dict) -> int:
     with _file_lock(out / ".stats.lock"):
         append_stats(out / "stats.parquet", df)
     return len(df)
+
+
+def _io(t, settings: Settings):
+    """An IO task with the retries of the settings."""
+    return t.with_options(retries=settings.io_retries, retry_delay_seconds=settings.io_retry_delay_s)
 
 
 @contextmanager
@@ -160,8 +168,14 @@ def _window_start(settings: Settings, store: AlertStore, lid: str, night: dt.dat
 
 def run_night(settings: Settings, night: dt.date, *, final: bool = False, notify: bool = True,
               window: tuple[dt.date, dt.date] | None = None, kind: str = "nightly",
-              progress: Callable[[str], None] | None = None, publish: bool = True) -> RunSummary:
-    """One run over every landscape (inside a flow). ``window`` overrides the search window."""
+              progress: Callable[[str], None] | None = None, report: bool = True,
+              alerts_only_if_new: bool = False, only: set[str] | None = None) -> RunSummary:
+    """One run over every landscape (inside a flow). ``window`` overrides the search window.
+
+    ``report=False`` skips the HTML report and the STAC record (a replay writes them now and then);
+    ``alerts_only_if_new`` skips the indicators for a landscape that got no new observation;
+    ``only`` restricts the night to some landscapes (a replay skips those with no acquisition).
+    """
     lands = pipeline.select_landscapes(settings)
     out = pipeline.out_path(settings)
     out.mkdir(parents=True, exist_ok=True)
@@ -170,10 +184,12 @@ def run_night(settings: Settings, night: dt.date, *, final: bool = False, notify
     try:
         futures = {}
         for land in lands:
+            if only is not None and land.id not in only:
+                continue
             lo, hi = window or (_window_start(settings, store, land.id, night), night)
-            s = search_task.submit(settings, land.id, lo.isoformat(), hi.isoformat())
-            i = ingest_task.submit(settings, land.id, s)
-            a = alerts_task.submit(settings, land.id, night.isoformat(), final, wait_for=[i])
+            s = _io(search_task, settings).submit(settings, land.id, lo.isoformat(), hi.isoformat())
+            i = _io(ingest_task, settings).submit(settings, land.id, s)
+            a = alerts_task.submit(settings, land.id, night.isoformat(), final, i, alerts_only_if_new)
             st = stats_task.submit(settings, land.id, i)
             futures[land.id] = (s, i, a, st)
         for lid, (s, i, a, st) in futures.items():
@@ -199,8 +215,7 @@ def run_night(settings: Settings, night: dt.date, *, final: bool = False, notify
             summary.landscapes[lid] = rec
             if progress:
                 progress(lid)
-        if publish:
-            _publish(settings, store, lands, night, summary, notify=notify)
+        _publish(settings, store, lands, night, summary, notify=notify, report=report)
         for lid, rec in summary.landscapes.items():
             if rec["status"] == "ok":
                 store.set_watermark(lid, dt.datetime.combine(night, dt.time.max))
@@ -210,13 +225,15 @@ def run_night(settings: Settings, night: dt.date, *, final: bool = False, notify
 
 
 def _publish(settings: Settings, store: AlertStore, lands: list[Landscape], night: dt.date, summary: RunSummary,
-             *, notify: bool) -> None:
+             *, notify: bool, report: bool = True) -> None:
     out = pipeline.out_path(settings)
     paths = store.export(out)
     summary.paths.update({k: str(v) for k, v in paths.items()})
-    report = write_report(out, night.isoformat(), lands, store=store, summary=summary.landscapes,
-                          window_days=settings.report_window_days)
-    summary.paths["report"] = str(report)
+    report_path = None
+    if report:
+        report_path = write_report(out, night.isoformat(), lands, store=store, summary=summary.landscapes,
+                                   window_days=settings.report_window_days)
+        summary.paths["report"] = str(report_path)
     if notify and (settings.smtp is not None or settings.mail_dry_run):
         from .images import digest_images
 
@@ -224,10 +241,11 @@ def _publish(settings: Settings, store: AlertStore, lands: list[Landscape], nigh
                               smtp=None if settings.mail_dry_run else settings.smtp,
                               dry_run_dir=out if settings.mail_dry_run else None,
                               images=digest_images(settings), run_date=night.isoformat(),
-                              report_url=report.resolve().as_uri())
+                              report_url=report_path.resolve().as_uri() if report_path else None)
         summary.mail = {"sent": rep.sent, "written": {k: str(v) for k, v in rep.written.items()},
                         "failed": rep.failed, "skipped": rep.skipped}
-    summary.paths["stac"] = str(write_output_catalog(out, lands, run_date=night.isoformat()))
+    if report:
+        summary.paths["stac"] = str(write_output_catalog(out, lands, run_date=night.isoformat()))
 
 
 def _artifacts(summary: RunSummary) -> None:
@@ -308,8 +326,8 @@ def run_range(settings: Settings, start: dt.date, end: dt.date, *, notify: bool,
             todo = [land for land in lands if not store.is_done(f"range:{land.id}:{lo}:{hi}")]
             futures = {}
             for land in todo:
-                s = search_task.submit(settings, land.id, lo.isoformat(), hi.isoformat())
-                i = ingest_task.submit(settings, land.id, s)
+                s = _io(search_task, settings).submit(settings, land.id, lo.isoformat(), hi.isoformat())
+                i = _io(ingest_task, settings).submit(settings, land.id, s)
                 st = stats_task.submit(settings, land.id, i)
                 futures[land.id] = (i, st)
             for lid, (i, st) in futures.items():

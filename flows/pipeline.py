@@ -208,6 +208,9 @@ def update_alerts(settings: Settings, land: Landscape, night: dt.date, *, store:
                                      start_doy=w.growing_start_doy, end_doy=w.growing_end_doy,
                                      thresholds=th.chain())
             lay = lay.compute()
+            _annual(cube_store, cube, "annual/forest", year, {
+                "forest_baseline": lay["forest"].astype(np.uint8), "forest_status": lay["forest_status"].astype(np.int8),
+                "burn_severity": lay["severity"].astype(np.int8), "dnbr": lay["dnbr"].astype(np.float32)})
             fb = forest_burn_alerts(lay, landscape_id=land.id, thresholds=th.chain())
             if "forest" in ecos:
                 frames.append(_probable_forest(lay, fb, land.id, th.forest_mmu_ha))
@@ -236,7 +239,11 @@ def update_alerts(settings: Settings, land: Landscape, night: dt.date, *, store:
         if seen and (night > peak_end or final):
             gl = grassland_layers(cube[["red", "nir"]], start_doy=w.peak_start_doy, end_doy=w.peak_end_doy,
                                   year=year, p_max=th.grass_p_max, slope_per_year=th.grass_slope_per_year)
-            k = gl["trend_class"].compute()
+            gl = gl[["slope", "p_value", "trend_class"]].compute()
+            k = gl["trend_class"]
+            _annual(cube_store, cube, "annual/grassland", year, {
+                "grass_slope": gl["slope"].astype(np.float32), "grass_p_value": gl["p_value"].astype(np.float32),
+                "grass_class": gl["trend_class"].fillna(-2).astype(np.int8)})
             first = np.where(k.values == -1, np.datetime64(dt.date(year, 1, 1) + dt.timedelta(days=w.peak_start_doy - 1),
                                                            "ns"), np.datetime64("NaT", "ns"))
             ga = vectorize_alerts(k.copy(data=(k.values == -1)), kind="grassland_degradation", landscape_id=land.id,
@@ -249,6 +256,14 @@ def update_alerts(settings: Settings, land: Landscape, night: dt.date, *, store:
     rep.upsert = dict(store.upsert(cand, landscape_id=land.id, run_date=night,
                                    expire_after_days=settings.expire_after_days))
     return rep
+
+
+def _annual(store: CubeStore, cube: xr.Dataset, group: str, year: int, layers: dict[str, xr.DataArray]) -> None:
+    """Upsert this year's indicator layers into an annual group of the cube."""
+    ds = xr.Dataset({k: v.drop_vars([c for c in v.coords if c not in ("y", "x")]).expand_dims(year=[year])
+                     for k, v in layers.items()})
+    ds = ds.assign_coords(y=cube["y"], x=cube["x"]).rio.write_crs(cube.rio.crs)
+    store.write_annual(ds, group=group)
 
 
 def _probable_forest(lay: xr.Dataset, confirmed: gpd.GeoDataFrame, landscape_id: str, mmu_ha: float

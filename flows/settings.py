@@ -123,6 +123,8 @@ class Settings(BaseSettings):
     empty_nights: int = Field(3, ge=1)
     expire_after_days: int = Field(180, ge=1)
     report_window_days: int = Field(30, ge=1)
+    io_retries: int = Field(3, ge=0, le=10)  #: Prefect retries of the search and ingest tasks (IO), not of compute
+    io_retry_delay_s: list[float] = Field(default_factory=lambda: [1.0, 5.0, 20.0])  #: backoff between them
 
     @field_validator("season_start")
     @classmethod

@@ -8,8 +8,9 @@ public contract). Format 2 because GDAL 3.10, which QGIS and rasterio use, refus
 - root group, dims (time, y, x): ``ndvi``, ``nbr`` (float32, NaN where not clear), ``clear``
   (uint8 0/1), ``water`` (int8 0/1, -1 = not observed, decoded to NaN), per-slice provenance
   coordinates (``platform``, ``item_id``), the CF grid mapping ``spatial_ref``;
-- group ``annual``, dims (year, y, x): the grassland trend (``grass_slope``, ``grass_p_value``,
-  ``grass_class``) and the ``forest_baseline`` mask used for that year.
+- groups ``annual/grassland`` (the trend: ``grass_slope``, ``grass_p_value``, ``grass_class``) and
+  ``annual/forest`` (``forest_baseline``, ``forest_status``, ``burn_severity``, ``dnbr``), dims
+  (year, y, x): the indicator layers of each year, replaced while the year runs.
 
 Chunks are (time 8, y 256, x 256), 2 MiB of float32: a map of one date reads 8 slices too many,
 a pixel's season (~60-100 slices) reads 8-13 chunks instead of one per slice, and a nightly
@@ -51,7 +52,8 @@ from numcodecs import Zstd
 from aoi.errors import AmurwatchError
 
 __all__ = ["CubeStore", "CubeError", "CubeGridError", "WriteReport", "open_cube", "CUBE_VARIABLES",
-           "REFLECTANCE_VARIABLES", "ANNUAL_VARIABLES", "CHUNKS", "TIME_UNITS"]
+           "REFLECTANCE_VARIABLES", "ANNUAL_VARIABLES", "ANNUAL_GROUPS", "GRASSLAND_VARIABLES", "FOREST_VARIABLES",
+           "CHUNKS", "TIME_UNITS"]
 
 log = logging.getLogger(__name__)
 
@@ -78,16 +80,30 @@ REFLECTANCE_VARIABLES: dict[str, tuple[str, Any, dict]] = {
     b: ("int16", -32768, {"long_name": f"{b} surface reflectance (clear sky)", "units": "1",
                           "scale_factor": REFLECTANCE_SCALE, "add_offset": 0.0})
     for b in ("blue", "green", "red", "nir", "nir08", "swir16", "swir22")}
-ANNUAL_VARIABLES: dict[str, tuple[str, Any, dict]] = {
+GRASSLAND_VARIABLES: dict[str, tuple[str, Any, dict]] = {
     "grass_slope": ("float32", float("nan"), {"long_name": "Theil-Sen slope of growing-season NDVI",
                                                "units": "year-1"}),
     "grass_p_value": ("float32", float("nan"), {"long_name": "Mann-Kendall p-value of growing-season NDVI",
                                                  "units": "1"}),
     "grass_class": ("int8", -2, {"long_name": "grassland trajectory", "units": "1", "flag_values": [-1, 0, 1],
                                  "flag_meanings": "degrading stable improving"}),
+}
+FOREST_VARIABLES: dict[str, tuple[str, Any, dict]] = {
     "forest_baseline": ("uint8", None, {"long_name": "forest baseline mask", "units": "1",
                                         "flag_values": [0, 1], "flag_meanings": "not_forest forest"}),
+    "forest_status": ("int8", None, {"long_name": "forest disturbance status", "units": "1",
+                                     "flag_values": [0, 1, 2, 3], "flag_meanings": "none probable confirmed withdrawn"}),
+    "burn_severity": ("int8", None, {"long_name": "burn severity class (Key & Benson)", "units": "1",
+                                     "flag_values": [-1, 0, 1, 2, 3, 4],
+                                     "flag_meanings": "not_burned unburned low moderate_low moderate_high high"}),
+    "dnbr": ("float32", float("nan"), {"long_name": "dNBR at detection (burned pixels)", "units": "1"}),
 }
+#: annual layers, one group each, dims (year, y, x)
+ANNUAL_GROUPS: dict[str, dict[str, tuple[str, Any, dict]]] = {
+    "annual/grassland": GRASSLAND_VARIABLES,
+    "annual/forest": FOREST_VARIABLES,
+}
+ANNUAL_VARIABLES = {**GRASSLAND_VARIABLES, **FOREST_VARIABLES}
 _ANNUAL = "annual"
 
 
@@ -205,9 +221,14 @@ class CubeStore:
         spec.update({b: REFLECTANCE_VARIABLES[b] for b in have})
         return self._upsert(ds, dim="time", group=None, spec=spec)
 
-    def write_annual(self, ds: xr.Dataset) -> WriteReport:
-        """Upsert annual layers of ``ds`` (year, y, x) with the variables of :data:`ANNUAL_VARIABLES`."""
-        return self._upsert(ds, dim="year", group=_ANNUAL, spec=ANNUAL_VARIABLES)
+    def write_annual(self, ds: xr.Dataset, *, group: str) -> WriteReport:
+        """Upsert annual layers (year, y, x) into ``group``: ``annual/grassland`` or ``annual/forest``
+        (:data:`ANNUAL_GROUPS` lists their variables)."""
+        if group not in ANNUAL_GROUPS:
+            raise CubeError(f"unknown annual group {group!r}; use one of {list(ANNUAL_GROUPS)}")
+        if not self.exists():
+            raise CubeError(f"no cube at {self.url} yet; write observations before annual layers")
+        return self._upsert(ds, dim="year", group=group, spec=ANNUAL_GROUPS[group])
 
     def repair(self) -> list[str]:
         """Bring the store back to a committed state: replay a journalled insert, drop an unjournalled
@@ -230,9 +251,10 @@ class CubeStore:
         if self.exists():
             done += self._shrink_to_committed()
             committed = self._committed_shapes()
-            if fs.exists(f"{path}/{_ANNUAL}") and not any(k.startswith(f"{_ANNUAL}/") for k in committed):
-                fs.rm(f"{path}/{_ANNUAL}", recursive=True)  # its creation was never committed
-                done.append("removed an uncommitted annual group")
+            for grp in ANNUAL_GROUPS:
+                if fs.exists(f"{path}/{grp}") and not any(k.startswith(f"{grp}/") for k in committed):
+                    fs.rm(f"{path}/{grp}", recursive=True)  # its creation was never committed
+                    done.append(f"removed the uncommitted group {grp}")
         elif fs.exists(path):
             fs.rm(path, recursive=True)  # a creation killed before its first commit: nothing to keep
             done.append("removed a cube whose creation was never committed")
@@ -284,8 +306,10 @@ class CubeStore:
         w = _quiet()
         try:
             st = _store(self.url, self.storage_options)
-            if _ANNUAL in self._group():
-                zarr.consolidate_metadata(st, path=_ANNUAL)
+            fs, path = self._fs(self.url)
+            for grp in ANNUAL_GROUPS:
+                if fs.exists(f"{path}/{grp}/.zgroup"):
+                    zarr.consolidate_metadata(st, path=grp)
             zarr.consolidate_metadata(st)
         finally:
             w.__exit__(None, None, None)
@@ -336,7 +360,8 @@ class CubeStore:
             raise CubeError(f"the slices repeat a {dim} label; group same-day scenes first (solar-day mosaics)")
         new = new.sortby(dim)
         report = WriteReport(repaired=self.repair())
-        fresh = not self.exists() or (group is not None and group not in self._group())
+        fs, path = self._fs(self.url)
+        fresh = not self.exists() or (group is not None and not fs.exists(f"{path}/{group}/.zgroup"))
         if fresh:
             w = _quiet()
             try:

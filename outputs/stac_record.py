@@ -23,7 +23,7 @@ from shapely.geometry import mapping
 from aoi.landscapes import Landscape
 
 from .alerts import EXPORT_COLUMNS
-from .cube import ANNUAL_VARIABLES, CUBE_VARIABLES, CubeStore
+from .cube import ANNUAL_GROUPS, ANNUAL_VARIABLES, CUBE_VARIABLES, CubeStore
 from .stats import STATS_COLUMNS
 
 __all__ = ["write_output_catalog", "ZARR_MEDIA_TYPE", "PARQUET_MEDIA_TYPE"]
@@ -66,9 +66,11 @@ def write_output_catalog(out_dir: str | Path, landscapes: Sequence[Landscape], *
                             "proj:code": f"EPSG:{ds.rio.crs.to_epsg()}"}, start_datetime=start, end_datetime=end)
         item.add_asset("data", pystac.Asset(f"../../../cubes/{land.id}.zarr", media_type=ZARR_MEDIA_TYPE,
                                             roles=["data"], title=f"{land.name}: observations (time, y, x)"))
-        if "annual" in store._group(mode="r"):
-            item.add_asset("annual", pystac.Asset(f"../../../cubes/{land.id}.zarr/annual", media_type=ZARR_MEDIA_TYPE,
-                                                  roles=["data"], title="annual layers (year, y, x)"))
+        for grp in ANNUAL_GROUPS:
+            if (url / grp / ".zgroup").exists():
+                key = grp.replace("/", "_")
+                item.add_asset(key, pystac.Asset(f"../../../cubes/{land.id}.zarr/{grp}", media_type=ZARR_MEDIA_TYPE,
+                                                 roles=["data"], title=f"{grp} layers (year, y, x)"))
         dc = DatacubeExtension.ext(item, add_if_missing=True)
         epsg = ds.rio.crs.to_epsg()
         res = float(abs(ds["x"][1] - ds["x"][0])) if ds.sizes["x"] > 1 else None

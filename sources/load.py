@@ -22,6 +22,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
+import dask.array as da
 import numpy as np
 import rasterio
 import rioxarray  # noqa: F401  (registers the .rio accessor)
@@ -109,6 +110,38 @@ def clear_sky_scl(scl: xr.DataArray) -> tuple[xr.DataArray, xr.DataArray]:
     snow = valid & (scl == SCL.SNOW)
     bad = scl.isin(sorted(SCL_NOT_CLEAR))
     return valid & ~bad & ~snow, snow
+
+
+def _flags_np(mask: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """NumPy twin of :func:`clear_sky_scl` / :func:`clear_sky_qa_pixel`: (clear, snow)."""
+    valid = np.isfinite(mask)
+    if kind == "scl":
+        snow = valid & (mask == SCL.SNOW)
+        bad = np.isin(mask, sorted(SCL_NOT_CLEAR))
+        return valid & ~bad & ~snow, snow
+    q = np.where(valid, mask, 1).astype(np.uint16)
+    not_clear = (q & 0b11111) != 0
+    snow = valid & (((q >> QA.SNOW) & 1) == 1) & ~not_clear
+    return valid & ~not_clear & ~snow, snow
+
+
+def _reflectance_block(dn: np.ndarray, mask: np.ndarray, sc: np.ndarray, off: np.ndarray, nod: np.ndarray, *,
+                       slope: np.ndarray, intercept: np.ndarray, mask_kind: str, mask_snow: bool) -> np.ndarray:
+    """(t, band, y, x) digital numbers and (t, y, x) mask -> (t, band + 2, y, x): reflectance in [0, 1]
+    (NaN where not clear or nodata), then the clear and snow flags as 0/1."""
+    clear, snow = _flags_np(mask, mask_kind)
+    keep = clear | snow if not mask_snow else clear
+    valid = np.isfinite(dn) & (dn != nod[:, :, None, None])
+    r = dn * sc[:, :, None, None] + off[:, :, None, None]
+    r = (r - intercept[None, :, None, None]) / slope[None, :, None, None]
+    np.clip(r, 0.0, 1.0, out=r)
+    r[~(valid & keep[:, None])] = np.nan
+    t, _, h, w = dn.shape
+    out = np.empty((t, dn.shape[1] + 2, h, w), np.float32)
+    out[:, :-2] = r
+    out[:, -2] = clear & valid.all(axis=1)
+    out[:, -1] = snow
+    return out
 
 
 def clear_sky_qa_pixel(qa: xr.DataArray) -> tuple[xr.DataArray, xr.DataArray]:
@@ -354,24 +387,30 @@ def _stack_profile(group: list[_Scene], grid: Grid, bands, harmonize, mask_snow,
     times = np.array([s.time.astimezone(dt.timezone.utc).replace(tzinfo=None) for s in group], dtype="datetime64[ns]")
     dn = dn.assign_coords(time=times)
     mask = mask.assign_coords(time=times)
-    if prof.mask_kind == "scl":
-        clear, snow = clear_sky_scl(mask)
-    else:
-        clear, snow = clear_sky_qa_pixel(mask)
-    keep = clear | (snow if not mask_snow else False)
-    out = {}
-    for b in avail:
-        sc = np.array([s.scaling[b].scale for s in group], np.float32)
-        off = np.array([s.scaling[b].offset for s in group], np.float32)
-        nod = np.array([s.scaling[b].nodata for s in group], np.float32)
-        x = dn.sel(band=b, drop=True)
-        valid = x.notnull() & (x != xr.DataArray(nod, dims="time"))
-        r = x * xr.DataArray(sc, dims="time") + xr.DataArray(off, dims="time")
-        if harmonize and prof.mission == "landsat":
-            slope, intercept = HLS_MSI_TO_OLI["nir08" if b == "nir" else b]
-            r = (r - intercept) / slope
-        out[b] = r.clip(0.0, 1.0).where(valid & keep).astype(np.float32)
-        clear = clear & valid
+    nb = len(avail)
+    sc = np.array([[s.scaling[b].scale for b in avail] for s in group], np.float32)
+    off = np.array([[s.scaling[b].offset for b in avail] for s in group], np.float32)
+    nod = np.array([[s.scaling[b].nodata for b in avail] for s in group], np.float32)
+    slope, intercept = np.ones(nb, np.float32), np.zeros(nb, np.float32)
+    if harmonize and prof.mission == "landsat":
+        for k, b in enumerate(avail):
+            slope[k], intercept[k] = HLS_MSI_TO_OLI["nir08" if b == "nir" else b]
+    # one blockwise kernel for every band, the mask and the clear/snow flags: a handful of graph layers
+    # instead of ~10 xarray operations per band (graph building dominated small loads)
+    d = dn.data.rechunk({1: -1})
+    m = mask.data.rechunk(tuple(d.chunks[i] for i in (0, 2, 3)))
+    tch = (d.chunks[0], (nb,))
+    arr = da.blockwise(
+        _reflectance_block, "tbyx", d, "tbyx", m, "tyx",
+        da.from_array(sc, chunks=tch), "tb", da.from_array(off, chunks=tch), "tb", da.from_array(nod, chunks=tch), "tb",
+        dtype=np.float32, adjust_chunks={"b": nb + 2}, concatenate=True,
+        slope=slope, intercept=intercept, mask_kind=prof.mask_kind, mask_snow=mask_snow,
+        meta=np.empty((0, 0, 0, 0), np.float32))
+    stack = xr.DataArray(arr, dims=("time", "band", "y", "x"),
+                         coords={"time": dn["time"], "y": dn["y"], "x": dn["x"]})
+    out = {b: stack.isel(band=k, drop=True) for k, b in enumerate(avail)}
+    clear = stack.isel(band=nb, drop=True) > 0
+    snow = stack.isel(band=nb + 1, drop=True) > 0
     ds = xr.Dataset(out)
     ds["clear"] = clear
     ds["snow"] = snow

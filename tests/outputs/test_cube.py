@@ -103,22 +103,33 @@ def test_bad_slices_are_refused_and_the_cube_is_untouched(tmp_path):
     assert _digest(url) == before
 
 
-def test_annual_layers_have_their_own_group(tmp_path):
+def test_annual_layers_have_their_own_groups(tmp_path):
     url = tmp_path / "c.zarr"
     store = CubeStore(url)
+    with pytest.raises(CubeError, match="write observations before annual layers"):
+        store.write_annual(xr.Dataset(), group="annual/forest")
     store.write(make_slices(["2026-05-01"]))
     s = make_slices(["2026-05-01"])
     ann = xr.Dataset({"grass_slope": (("year", "y", "x"), np.full((1, 40, 50), 0.01, np.float32)),
                       "grass_p_value": (("year", "y", "x"), np.full((1, 40, 50), 0.03, np.float32)),
-                      "grass_class": (("year", "y", "x"), np.full((1, 40, 50), -1, np.int8)),
-                      "forest_baseline": (("year", "y", "x"), np.ones((1, 40, 50), np.uint8))},
+                      "grass_class": (("year", "y", "x"), np.full((1, 40, 50), -1, np.int8))},
                      coords={"year": [2026], "y": s.y, "x": s.x}).rio.write_crs(32651)
-    store.write_annual(ann)
-    store.write_annual(ann.assign_coords(year=[2025]))  # an earlier year goes first
-    a = open_cube(url, group="annual")
+    store.write_annual(ann, group="annual/grassland")
+    store.write_annual(ann.assign_coords(year=[2025]), group="annual/grassland")  # an earlier year goes first
+    fo = xr.Dataset({"forest_baseline": (("year", "y", "x"), np.ones((1, 40, 50), np.uint8)),
+                     "forest_status": (("year", "y", "x"), np.full((1, 40, 50), 2, np.int8)),
+                     "burn_severity": (("year", "y", "x"), np.full((1, 40, 50), -1, np.int8)),
+                     "dnbr": (("year", "y", "x"), np.full((1, 40, 50), np.nan, np.float32))},
+                    coords={"year": [2026], "y": s.y, "x": s.x}).rio.write_crs(32651)
+    store.write_annual(fo, group="annual/forest")
+    a = open_cube(url, group="annual/grassland")
     assert list(a["year"].values) == [2025, 2026] and a.rio.crs.to_epsg() == 32651
     assert float(a["grass_slope"][1, 0, 0]) == pytest.approx(0.01)
+    f = xr.open_zarr(url, group="annual/forest", decode_coords="all")  # plain xarray, consolidated
+    assert int(f["forest_status"][0, 0, 0]) == 2 and f.rio.crs.to_epsg() == 32651
     assert open_cube(url).sizes["time"] == 1  # the main group is unchanged
+    with pytest.raises(CubeError, match="unknown annual group"):
+        store.write_annual(fo, group="annual")
 
 
 def test_a_flipped_bit_is_an_error_not_a_wrong_value(tmp_path):
