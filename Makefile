@@ -6,6 +6,7 @@ BIN    := $(VENV)/bin
 UV_VERSION := 0.13.8
 STAMP  := $(VENV)/.installed
 DEMO_DIR ?= demo-output
+DEMO_SIZE ?= default
 PYTEST_ARGS ?=
 
 .PHONY: env demo test bench lock clean browser
@@ -22,7 +23,7 @@ $(STAMP): requirements.lock pyproject.toml
 
 ## The main job: generate the embedded demo archive, serve it over a local STAC API, run the pipeline.
 demo: $(STAMP)
-	$(BIN)/amurwatch demo --out $(DEMO_DIR)
+	$(BIN)/amurwatch demo --out $(DEMO_DIR) --size $(DEMO_SIZE)
 
 ## The full test suite (what CI runs). The report test drives Debian's headless chromium.
 test: $(STAMP) browser

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-ALL = ["archive", "load", "processors"]
+ALL = ["archive", "load", "processors", "nightly"]
 
 
 def main(argv: list[str]) -> int:

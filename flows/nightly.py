@@ -36,6 +36,7 @@ from outputs.notify import deliver_digests
 from outputs.report import write_report
 from outputs.stac_record import write_output_catalog
 from outputs.stats import append_stats
+from sources.search import solar_date
 
 from . import pipeline
 from .cluster import dask_client
@@ -182,36 +183,46 @@ def run_night(settings: Settings, night: dt.date, *, final: bool = False, notify
     store = AlertStore(settings.state_url())
     summary = RunSummary(kind, night.isoformat())
     try:
-        futures = {}
-        for land in lands:
-            if only is not None and land.id not in only:
-                continue
-            lo, hi = window or (_window_start(settings, store, land.id, night), night)
-            s = _io(search_task, settings).submit(settings, land.id, lo.isoformat(), hi.isoformat())
-            i = _io(ingest_task, settings).submit(settings, land.id, s)
-            a = alerts_task.submit(settings, land.id, night.isoformat(), final, i, alerts_only_if_new)
-            st = stats_task.submit(settings, land.id, i)
-            futures[land.id] = (s, i, a, st)
-        for lid, (s, i, a, st) in futures.items():
-            rec: dict[str, Any] = {"status": "ok"}
-            for name, fut in (("search", s), ("ingest", i), ("alerts", a), ("stats", st)):
-                fut.wait()
+        todo = [land for land in lands if only is None or land.id in only]
+        recs: dict[str, dict[str, Any]] = {land.id: {"status": "ok"} for land in todo}
+
+        def stage(name: str, submit) -> dict[str, Any]:
+            """Submit one task per landscape still ok, wait for all of them (a barrier: no futures
+            are passed between tasks), record failures."""
+            futs = {lid: submit(lid) for lid, rec in recs.items() if rec["status"] == "ok"}
+            got = {}
+            for lid, fut in futs.items():
+                fut.wait(timeout=settings.task_timeout_s)
                 if fut.state.is_completed():
-                    rec[name] = fut.result()
-                else:
-                    rec["status"] = "failed"
-                    try:
-                        fut.result(raise_on_failure=True)
-                    except Exception as exc:  # the landscape's error, for the summary
-                        rec.setdefault("error", f"{name}: {type(exc).__name__}: {exc}")
-                    break
+                    got[lid] = fut.result()
+                    recs[lid][name] = got[lid]
+                    continue
+                recs[lid]["status"] = "failed"
+                if not fut.state.is_final():
+                    recs[lid]["error"] = f"{name}: did not finish within {settings.task_timeout_s} s"
+                    continue
+                try:
+                    fut.result(raise_on_failure=True)
+                except Exception as exc:  # the landscape's error, for the summary
+                    recs[lid]["error"] = f"{name}: {type(exc).__name__}: {exc}"
+            return got
+
+        windows = {land.id: window or (_window_start(settings, store, land.id, night), night) for land in todo}
+        found = stage("search", lambda lid: _io(search_task, settings).submit(
+            settings, lid, windows[lid][0].isoformat(), windows[lid][1].isoformat()))
+        ing = stage("ingest", lambda lid: _io(ingest_task, settings).submit(settings, lid, found[lid]))
+        stage("alerts", lambda lid: alerts_task.submit(settings, lid, night.isoformat(), final, ing[lid],
+                                                       alerts_only_if_new))
+        stage("stats", lambda lid: stats_task.submit(settings, lid, ing[lid]))
+        for lid, rec in recs.items():
             items = rec.pop("search", None)
             if items is not None:
                 rec["scenes_found"] = len(items)
-                rec["scenes"] = rec.get("ingest", {}).get("slices_written", 0)
-                ing = rec.get("ingest", {})
-                store.record_feed(landscape_id=lid, run_date=night, n_items=len(items), last_clear=ing.get("last_clear"),
-                                  stale_clear_days=settings.stale_clear_days, empty_nights=settings.empty_nights)
+                ingd = rec.get("ingest", {})
+                rec["scenes"] = ingd.get("slices_written", 0)
+                store.record_feed(landscape_id=lid, run_date=night, n_items=len(items),
+                                  last_clear=ingd.get("last_clear"), stale_clear_days=settings.stale_clear_days,
+                                  empty_nights=settings.empty_nights)
             summary.landscapes[lid] = rec
             if progress:
                 progress(lid)
@@ -322,19 +333,30 @@ def run_range(settings: Settings, start: dt.date, end: dt.date, *, notify: bool,
     chunks = month_chunks(start, end)
     lands = pipeline.select_landscapes(settings)
     try:
+        # one search per landscape for the whole range (IO, retried), then ingest month by month
+        found = {land.id: _io(search_task, settings).submit(settings, land.id, start.isoformat(), end.isoformat())
+                 for land in lands}
+        items: dict[str, list[dict]] = {}
+        for lid, fut in found.items():
+            fut.wait()
+            items[lid] = fut.result() if fut.state.is_completed() else []
         for k, (lo, hi) in enumerate(chunks):
-            todo = [land for land in lands if not store.is_done(f"range:{land.id}:{lo}:{hi}")]
             futures = {}
-            for land in todo:
-                s = _io(search_task, settings).submit(settings, land.id, lo.isoformat(), hi.isoformat())
-                i = _io(ingest_task, settings).submit(settings, land.id, s)
-                st = stats_task.submit(settings, land.id, i)
-                futures[land.id] = (i, st)
-            for lid, (i, st) in futures.items():
-                i.wait()
-                st.wait()
-                if i.state.is_completed() and st.state.is_completed():
-                    store.mark_done(f"range:{lid}:{lo}:{hi}", {"slices": i.result().get("slices_written", 0)})
+            for land in lands:
+                key = f"range:{land.id}:{lo}:{hi}"
+                if store.is_done(key) or not found[land.id].state.is_completed():
+                    continue
+                month = [it for it in items[land.id] if lo <= solar_date(it) <= hi]
+                futures[land.id] = _io(ingest_task, settings).submit(settings, land.id, month)
+            stats = {}
+            for lid, i in futures.items():
+                i.wait(timeout=settings.task_timeout_s)
+                if i.state.is_completed():
+                    stats[lid] = (i.result(), stats_task.submit(settings, lid, i.result()))
+            for lid, (res, st) in stats.items():
+                st.wait(timeout=settings.task_timeout_s)
+                if st.state.is_completed():
+                    store.mark_done(f"range:{lid}:{lo}:{hi}", {"slices": res.get("slices_written", 0)})
             if progress:
                 progress(f"{lo:%Y-%m}", k + 1, len(chunks))
     finally:

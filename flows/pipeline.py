@@ -46,6 +46,7 @@ from sources.search import merge_duplicates, search_items, solar_date
 from .settings import Settings
 
 __all__ = ["BANDS", "find_items", "ingest", "update_alerts", "landscape_stats", "cube_url", "select_landscapes",
+           "carry_ids",
            "IngestReport", "AlertReport"]
 
 log = logging.getLogger(__name__)
@@ -81,10 +82,11 @@ def find_items(settings: Settings, land: Landscape, start: str | dt.date, end: s
         items += search_items(src.url, intersects=land.geometry, start=start, end=end,
                               collections=src.collections, max_cloud=src.max_cloud)
     if settings.earthengine:
-        from sources.earthengine import search_ee
+        from aoi.errors import AmurwatchError
 
-        items += search_ee(land.geometry, start=start, end=end)
-    return merge_duplicates(items) if len(settings.sources) > 1 or settings.earthengine else items
+        raise AmurwatchError("earthengine = true: the Earth Engine source (sources.earthengine.search_ee / load_ee) "
+                             "is not wired into the flows yet; set earthengine = false and use a STAC source")
+    return merge_duplicates(items) if len(settings.sources) > 1 else items
 
 
 @dataclass
@@ -253,6 +255,7 @@ def update_alerts(settings: Settings, land: Landscape, night: dt.date, *, store:
     frames = [f for f in frames if len(f)]
     cand = gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), geometry="geometry", crs=4326) if frames else _empty()
     rep.candidates = {str(k): int(v) for k, v in cand["kind"].value_counts().items()} if len(cand) else {}
+    cand = carry_ids(cand, store.frame(landscape_id=land.id))
     rep.upsert = dict(store.upsert(cand, landscape_id=land.id, run_date=night,
                                    expire_after_days=settings.expire_after_days))
     return rep
@@ -264,6 +267,35 @@ def _annual(store: CubeStore, cube: xr.Dataset, group: str, year: int, layers: d
                      for k, v in layers.items()})
     ds = ds.assign_coords(y=cube["y"], x=cube["x"]).rio.write_crs(cube.rio.crs)
     store.write_annual(ds, group=group)
+
+
+def carry_ids(cand: gpd.GeoDataFrame, existing: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """Keep one alert per event across nights.
+
+    A candidate whose id the store does not know, but which overlaps an active alert of the same
+    kind, takes that alert's id: a probable patch that grew into a confirmed one, or whose anchor
+    pixel moved, stays one alert (its first date, area and status are updated instead).
+    """
+    if not len(cand) or not len(existing):
+        return cand
+    active = existing[existing["status"] != "expired"]
+    known = set(existing["alert_id"])
+    used = set(cand["alert_id"]) & known
+    ids = []
+    for row in cand.itertuples(index=False):
+        if row.alert_id in known:
+            ids.append(row.alert_id)
+            continue
+        m = active[(active["kind"] == row.kind) & ~active["alert_id"].isin(used) & active.intersects(row.geometry)]
+        if len(m):
+            pick = m.sort_values(["first_detected", "alert_id"])["alert_id"].iloc[0]
+            used.add(pick)
+            ids.append(pick)
+        else:
+            ids.append(row.alert_id)
+    out = cand.copy()
+    out["alert_id"] = ids
+    return out
 
 
 def _probable_forest(lay: xr.Dataset, confirmed: gpd.GeoDataFrame, landscape_id: str, mmu_ha: float

@@ -105,7 +105,7 @@ class Settings(BaseSettings):
 
     sources: list[SourceConfig] = Field(default_factory=lambda: [
         SourceConfig(url=EARTH_SEARCH, collections=["sentinel-2-c1-l2a", "landsat-c2-l2"])])
-    earthengine: bool = False  #: also search Earth Engine (needs AMURWATCH_EE_KEY)
+    earthengine: bool = False  #: Earth Engine as a source of the flows: not wired in yet (sources.earthengine is)
     aoi: Path | None = None  #: None: the packaged aoi/landscapes.geojson
     landscapes: list[str] | None = None  #: a subset of the AOI file's ids
     out: str = "amurwatch-output"  #: output root: a path or an fsspec URL (s3://bucket/prefix)
@@ -123,6 +123,7 @@ class Settings(BaseSettings):
     empty_nights: int = Field(3, ge=1)
     expire_after_days: int = Field(180, ge=1)
     report_window_days: int = Field(30, ge=1)
+    task_timeout_s: float = Field(3600.0, gt=0)  #: a task still running after this fails its landscape
     io_retries: int = Field(3, ge=0, le=10)  #: Prefect retries of the search and ingest tasks (IO), not of compute
     io_retry_delay_s: list[float] = Field(default_factory=lambda: [1.0, 5.0, 20.0])  #: backoff between them
 

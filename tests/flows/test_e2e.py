@@ -34,7 +34,7 @@ def replay(prefect_harness, small_archive, stac_api, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("replay")
     with MailCatcher(out / "mail") as mc:
-        res = demo_flow(str(small_archive), str(out), stac_api.url, mc.port)
+        res = demo_flow(str(small_archive), str(out), stac_api.url, mc.port, every_days=14)
     return {"out": out, "res": res, "mails": list(mc.received), "archive": small_archive, "api": stac_api.url}
 
 
