@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 UV_VERSION := 0.13.8
 STAMP  := $(VENV)/.installed
 DEMO_DIR ?= demo-output
-DEMO_SIZE ?= default
+DEMO_SIZE ?= small
 PYTEST_ARGS ?=
 
 .PHONY: env demo test bench lock clean browser

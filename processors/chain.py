@@ -154,7 +154,8 @@ def forest_burn_alerts(layers: xr.Dataset, *, landscape_id: str,
     ba = vectorize_alerts(bm, kind="burn_scar", landscape_id=landscape_id, min_area_ha=th.burn_mmu_ha,
                           first_detected=layers["burn_first"], severity=layers["severity"],
                           severity_names=dict(enumerate(SEVERITY_NAMES)), status="confirmed")
-    out = pd.concat([fa, ba], ignore_index=True)
+    parts = [f for f in (fa, ba) if len(f)]  # concatenating empty frames is deprecated in pandas
+    out = pd.concat(parts, ignore_index=True) if parts else fa
     return gpd.GeoDataFrame(out, geometry="geometry", crs=4326)
 
 

@@ -81,7 +81,7 @@ def seasonal_anomaly(index: xr.DataArray, *, start: str, window_days: int = 15, 
             base = base.chunk({"time": -1})
         med = base.median("time", skipna=True).where(base.notnull().sum("time") >= min_baseline)
         out.append((med - cur).astype(np.float32))
-    res = xr.concat(out, dim="time")
+    res = xr.concat(out, dim="time", coords="different", compat="equals", join="outer")
     res.name = f"{index.name or 'index'}_drop"
     res.attrs = {"long_name": f"drop of {index.name or 'the index'} below its same-season baseline (±{window_days} d)",
                  "units": "1"}

@@ -155,7 +155,8 @@ def test_a_landscape_whose_source_fails_leaves_the_others_complete(prefect_harne
     with _failing_for(stac_api.url, needle) as url:
         s = demo_settings(small_archive, tmp_path, url, None)
         over = json.loads(s.model_dump_json())
-        over.update(io_retries=0, mail_dry_run=True)
+        # a real LocalCluster with worker processes this time
+        over.update(io_retries=0, mail_dry_run=True, dask={"n_workers": 2, "threads_per_worker": 1, "processes": True})
         with pytest.raises(Exception, match=rf"1 landscape\(s\) failed: {bad['id']}: search"):
             nightly("2026-06-30", overrides=over)
     store = AlertStore.at(tmp_path)

@@ -222,3 +222,14 @@ def test_reflectance_bands_round_trip_as_scaled_int16(tmp_path):
     assert not store.write(s).wrote  # the same data, quantised the same way: nothing to write
     with pytest.raises(CubeError, match=r"lack \['blue'"):
         store.write(make_slices(["2026-05-06"]))  # this cube keeps reflectance: every slice must have it
+
+
+def test_an_fsspec_url_works_like_a_path():
+    url = "memory://amurwatch-test/cubes/zhalong.zarr"
+    store = CubeStore(url)
+    store.write(make_slices(["2026-05-01", "2026-05-11"]))
+    store.write(make_slices(["2026-05-06"]))  # a late scene: staged and journalled through fsspec
+    assert not store.pending()
+    ds = open_cube(url)
+    assert _equal(ds, make_slices(["2026-05-01", "2026-05-06", "2026-05-11"]))
+    assert ds.rio.crs.to_epsg() == 32651
