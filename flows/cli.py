@@ -130,6 +130,8 @@ def demo(
     seed: int = typer.Option(42, help="Scenario seed."),
     size: str = typer.Option("default", help="default or small."),
     fresh: bool = typer.Option(True, help="Start the outputs from scratch (the archive is kept)."),
+    every_days: int = typer.Option(1, min=1, help="Replay every acquisition night (1), or one night every N days "
+                                                  "(each still sees only the scenes acquired up to it)."),
 ) -> None:
     """Run the whole job offline: generate the archive if missing, serve it over a local STAC API,
     backfill the baseline, replay the monitoring season night by night, write cubes, alerts,
@@ -165,7 +167,7 @@ def demo(
             def step(label: str, k: int, n: int) -> None:
                 prog.update(task, total=n, completed=k, description=label)
 
-            res = demo_flow(str(archive), str(out), api.url, mail.port, progress=step)
+            res = demo_flow(str(archive), str(out), api.url, mail.port, every_days=every_days, progress=step)
             mails = list(mail.received)
         scores = evaluate_outputs(archive, out)
     except AoiValidationError as exc:

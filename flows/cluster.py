@@ -38,7 +38,7 @@ def dask_client(cfg: DaskSettings) -> Iterator["object"]:
         return
     w, t = default_layout()
     kw = {"n_workers": cfg.n_workers or w, "threads_per_worker": cfg.threads_per_worker or t,
-          "processes": cfg.processes, "dashboard_address": None}
+          "processes": cfg.processes, "dashboard_address": ":0"}  # a free port: never "8787 in use"
     if cfg.memory_limit:
         kw["memory_limit"] = cfg.memory_limit
     with LocalCluster(**kw) as cluster, Client(cluster, set_as_default=True) as client:

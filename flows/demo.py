@@ -88,9 +88,11 @@ def demo_flow(archive: str, out: str, stac_url: str, smtp_port: int | None = Non
             for k, (night, acquired) in enumerate(nights.items()):
                 # the report and STAC record weekly and on the last night; the indicators only where
                 # something new arrived (the digests go out every night there is a change)
+                t1 = time.perf_counter()
                 last = run_night(settings, night, final=night == season1, alerts_only_if_new=True,
                                  report=night == season1 or k % 7 == 6, only=acquired)
                 nights_done.append({"night": night.isoformat(), "failed": last.failed,
+                                    "seconds": round(time.perf_counter() - t1, 2),
                                     "slices": {lid: r.get("scenes", 0) for lid, r in last.landscapes.items()}})
                 if progress:
                     progress(f"night {night}", k + 1, len(nights))

@@ -158,6 +158,15 @@ def evaluate_archive(archive: str | Path, *, progress: Callable[[str], None] | N
                 ok = np.isfinite(nd) & (sky == 0)
                 ndvi_err.append((nd[ok] - nd_t[ok]).astype(np.float64))
         per_window[land.id] = win
+    ndvi_rmse = round(float(np.sqrt(np.mean(np.concatenate(ndvi_err) ** 2))), 4) if ndvi_err else None
+    return _summarise(per_event, per_window, archive=str(root), seed=truth.get("seed"), size=truth.get("size"),
+                      wetland_period_error=_first(per_window, "wetland_period_error"), ndvi_rmse=ndvi_rmse,
+                      cloud_leak=round(cloud_leak / cloud_n, 4) if cloud_n else None)
+
+
+
+def _summarise(per_event: list, per_window: dict, **extra: Any) -> dict[str, Any]:
+    """The scores of per-event and per-window results, and the targets met."""
     det = [e for e in per_event if e["kind"] != "distractor"]
     dis = [e for e in per_event if e["kind"] == "distractor"]
     total_km2 = sum(w["area_km2"] for w in per_window.values())
@@ -165,7 +174,7 @@ def evaluate_archive(archive: str | Path, *, progress: Callable[[str], None] | N
     lat = [e["latency_clear_obs"] for e in det if "latency_clear_obs" in e]
     ratios = [e["area_ratio"] for e in det if e["area_ratio"] is not None]
     res = {
-        "archive": str(root), "seed": truth.get("seed"), "size": truth.get("size"),
+        **{k: extra.pop(k) for k in ("archive", "outputs", "seed", "size") if k in extra},
         "events": len(det), "events_detected": sum(e["detected"] for e in det),
         "events_missed": sum(not e["detected"] for e in det),
         "distractor_alerts": sum(e["alerts"] for e in dis),
@@ -176,10 +185,8 @@ def evaluate_archive(archive: str | Path, *, progress: Callable[[str], None] | N
         "forest_latency_days": [e.get("latency_days") for e in det if "latency_days" in e],
         "burn_severity_agreement": _first(per_window, "burn_severity_agreement"),
         "wetland_extent_error": _first(per_window, "wetland_extent_error"),
-        "wetland_period_error": _first(per_window, "wetland_period_error"),
         "grassland_agreement": _first(per_window, "grassland_agreement"),
-        "ndvi_rmse": round(float(np.sqrt(np.mean(np.concatenate(ndvi_err) ** 2))), 4) if ndvi_err else None,
-        "cloud_leak": round(cloud_leak / cloud_n, 4) if cloud_n else None,
+        **extra,
         "per_event": per_event, "per_window": per_window,
     }
     res["targets"] = {k: {"target": d, "met": bool(f(res))} for k, (d, f) in TARGETS.items()}
@@ -283,30 +290,8 @@ def evaluate_outputs(archive: str | Path, out: str | Path) -> dict[str, Any]:
             cloud_n += int(cloudy.sum())
             cloud_leak += int((clear[kk] & cloudy).sum())
         per_window[land.id] = win
-    det = [e for e in per_event if e["kind"] != "distractor"]
-    dis = [e for e in per_event if e["kind"] == "distractor"]
-    total_km2 = sum(w["area_km2"] for w in per_window.values())
-    fa_total = sum(sum(w["false_alarm_ha"].values()) for w in per_window.values())
-    lat = [e["latency_clear_obs"] for e in det if "latency_clear_obs" in e]
-    ratios = [e["area_ratio"] for e in det if e["area_ratio"] is not None]
-    res = {
-        "archive": str(root), "outputs": str(out), "seed": truth.get("seed"), "size": truth.get("size"),
-        "events": len(det), "events_detected": sum(e["detected"] for e in det),
-        "events_missed": sum(not e["detected"] for e in det),
-        "distractor_alerts": sum(e["alerts"] for e in dis),
-        "false_alarm_ha": round(fa_total, 3),
-        "false_alarm_ha_per_100km2": round(fa_total / (total_km2 / 100), 3) if total_km2 else None,
-        "area_within_20pct": bool(ratios) and all(0.8 <= r <= 1.2 for r in ratios),
-        "forest_latency_max_clear_obs": max(lat) if lat else None,
-        "forest_latency_days": [e.get("latency_days") for e in det if "latency_days" in e],
-        "burn_severity_agreement": _first(per_window, "burn_severity_agreement"),
-        "wetland_extent_error": _first(per_window, "wetland_extent_error"),
-        "wetland_period_error": None,
-        "grassland_agreement": _first(per_window, "grassland_agreement"),
-        "ndvi_rmse": None,
-        "cloud_leak": round(cloud_leak / cloud_n, 4) if cloud_n else None,
-        "unconfirmed_alerts": sum(w["unconfirmed_alerts"] for w in per_window.values()),
-        "per_event": per_event, "per_window": per_window,
-    }
-    res["targets"] = {k: {"target": d, "met": bool(f(res))} for k, (d, f) in TARGETS.items()}
-    return res
+    return _summarise(per_event, per_window, archive=str(root), outputs=str(out), seed=truth.get("seed"),
+                      size=truth.get("size"), wetland_period_error=None, ndvi_rmse=None,
+                      cloud_leak=round(cloud_leak / cloud_n, 4) if cloud_n else None,
+                      unconfirmed_alerts=sum(w["unconfirmed_alerts"] for w in per_window.values()))
+

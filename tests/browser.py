@@ -4,7 +4,9 @@ the images that did not load and every console error, uncaught exception and fai
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import shutil
 import subprocess
 import tempfile
@@ -33,11 +35,11 @@ def chromium() -> str:
 
 
 def check_page(path: Path, *, timeout_s: float = 60.0) -> PageCheck:
-    with tempfile.TemporaryDirectory() as profile:
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
         proc = subprocess.Popen([chromium(), "--headless=new", "--no-sandbox", "--disable-gpu",
                                  "--disable-dev-shm-usage", "--no-first-run", "--remote-debugging-port=0",
                                  f"--user-data-dir={profile}", "about:blank"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
         try:
             url = None
             t0 = time.monotonic()
@@ -52,7 +54,10 @@ def check_page(path: Path, *, timeout_s: float = 60.0) -> PageCheck:
                 raise RuntimeError("chromium did not start its DevTools endpoint")
             return _drive(url, Path(path).resolve().as_uri(), timeout_s)
         finally:
-            proc.kill()
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)  # chromium's helpers too, before the profile goes
+            except ProcessLookupError:
+                pass
             proc.wait()
 
 

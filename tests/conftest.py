@@ -37,3 +37,26 @@ def real_data() -> Path:
     if not SHARED_REAL.exists():
         pytest.fail(f"the real test data are missing: expected {SHARED_REAL} (../shared beside the repo)")
     return SHARED_REAL
+
+
+@pytest.fixture(scope="session")
+def prefect_harness(tmp_path_factory):
+    """One Prefect test harness (a temporary local API) for every flow test of the session."""
+    os.environ.setdefault("PREFECT_HOME", str(tmp_path_factory.mktemp("prefect-home")))
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(scope="session")
+def replay(prefect_harness, small_archive, stac_api, tmp_path_factory):
+    """The demo flow over the small archive: backfill, then a night every 14 days, mail to aiosmtpd."""
+    from demo.mailserver import MailCatcher
+    from flows.demo import demo_flow
+
+    out = tmp_path_factory.mktemp("replay")
+    with MailCatcher(out / "mail") as mc:
+        res = demo_flow(str(small_archive), str(out), stac_api.url, mc.port, every_days=14)
+    return {"out": out, "res": res, "mails": list(mc.received), "archive": small_archive, "api": stac_api.url}

@@ -27,17 +27,6 @@ from outputs.stats import STATS_COLUMNS
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def replay(prefect_harness, small_archive, stac_api, tmp_path_factory):
-    from demo.mailserver import MailCatcher
-    from flows.demo import demo_flow
-
-    out = tmp_path_factory.mktemp("replay")
-    with MailCatcher(out / "mail") as mc:
-        res = demo_flow(str(small_archive), str(out), stac_api.url, mc.port, every_days=14)
-    return {"out": out, "res": res, "mails": list(mc.received), "archive": small_archive, "api": stac_api.url}
-
-
 def test_replay_outputs_meet_the_contract(replay):
     out = replay["out"]
     assert all(not n["failed"] for n in replay["res"]["nights"])
