@@ -152,3 +152,8 @@ def test_exports_open_in_geopandas_and_duckdb(store, tmp_path):
     # DuckDB reads the GeoParquet metadata: a GEOMETRY column in EPSG:4326
     (typ,) = con.execute(f"SELECT DISTINCT typeof(geometry) FROM read_parquet('{paths['parquet']}')").fetchone()
     assert typ.startswith("GEOMETRY") and '"code":4326' in typ
+    # ... and the GeoJSON export as rows with a GEOMETRY column
+    rows = con.execute(f"SELECT alert_id, kind, area_ha, typeof(geometry) FROM '{paths['geojson']}' "
+                       "ORDER BY alert_id").fetchall()
+    assert [r[:3] for r in rows] == [(B[0], "burn_scar", 4.0), (A[0], "forest_loss", 1.0)]
+    assert rows[0][3].startswith("GEOMETRY")
