@@ -249,6 +249,14 @@ def _date(value: str, name: str):
         raise typer.Exit(EXIT_BAD_INPUT)
 
 
+def _date_range(start: str, end: str):
+    s, e = _date(start, "--start"), _date(end, "--end")
+    if e < s:
+        err.print(f"[red]error[/red] --start {s} is after --end {e}; swap them")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    return s, e
+
+
 def _print_summary(summary: dict) -> None:
     t = Table(title=f"amurwatch {summary['kind']} {summary['night']}")
     for c in ("landscape", "status", "scenes found", "slices written", "new", "updated", "confirmed", "error"):
@@ -316,10 +324,7 @@ def run(
     mail_dry_run: bool = typer.Option(False, help="Write the digests to OUT/outbox/*.eml instead of sending."),
 ) -> None:
     """Process [start, end] for every landscape: cubes, alerts, stats, report, STAC record, digests."""
-    s, e = _date(start, "--start"), _date(end, "--end")
-    if e < s:
-        err.print(f"[red]error[/red] --start {s} is after --end {e}; swap them")
-        raise typer.Exit(EXIT_BAD_INPUT)
+    s, e = _date_range(start, end)
     settings = _settings(config, out=out, stac=stac, collections=collections, max_cloud=max_cloud, aoi=aoi,
                          landscape=landscape, mail_dry_run=mail_dry_run)
     _run_flow("run", settings, s, e, notify=True)
@@ -337,10 +342,7 @@ def backfill_cmd(
     notify: bool = typer.Option(False, help="Mail the alerts the backfill finds."),
 ) -> None:
     """Ingest a date range in monthly chunks (resumable: rerun to continue), build the baselines."""
-    s, e = _date(start, "--start"), _date(end, "--end")
-    if e < s:
-        err.print(f"[red]error[/red] --start {s} is after --end {e}; swap them")
-        raise typer.Exit(EXIT_BAD_INPUT)
+    s, e = _date_range(start, end)
     settings = _settings(config, out=out, stac=stac, aoi=aoi, landscape=landscape)
     _run_flow("backfill", settings, s, e, notify=notify)
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime as dt
 import fcntl
-import json
 import logging
 import os
 import socket
@@ -378,6 +377,3 @@ def backfill(start: str, end: str, settings_file: str | None = None, overrides: 
         store.close()
     return _finish(summary)
 
-
-def summary_json(summary: dict) -> str:
-    return json.dumps(summary, indent=2, default=str)

@@ -354,10 +354,5 @@ def landscape_stats(settings: Settings, land: Landscape, times: Sequence[str]) -
     return df
 
 
-def night_bounds(night: dt.date) -> tuple[dt.datetime, dt.datetime]:
-    return (dt.datetime.combine(night, dt.time.min, dt.timezone.utc),
-            dt.datetime.combine(night, dt.time.max, dt.timezone.utc))
-
-
 def out_path(settings: Settings) -> Path:
     return Path(settings.out.removeprefix("file://"))

@@ -34,6 +34,7 @@ Commit protocol (plain Zarr, so GDAL and QGIS keep reading the cubes):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -137,26 +138,24 @@ def _store(url: str | Path, storage_options: Mapping | None = None, *, read_only
     return zarr.storage.LocalStore(Path(s.removeprefix("file://")), read_only=read_only)
 
 
+@contextlib.contextmanager
 def _quiet():
-    w = warnings.catch_warnings()
-    w.__enter__()
-    warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
-    return w
+    """Silence zarr's warning that consolidated metadata is not in the v3 spec (we write v2)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
+        yield
 
 
 def open_cube(url: str | Path, *, group: str | None = None, storage_options: Mapping | None = None,
               chunks: Any = None) -> xr.Dataset:
     """Open a cube's committed state with xarray (CRS through ``rio.crs``).
 
-    ``group="annual"`` opens the annual layers. Equivalent to
+    ``group="annual/forest"`` or ``"annual/grassland"`` opens the annual layers. Equivalent to
     ``xr.open_zarr(url, group=group, consolidated=True, decode_coords="all")``.
     """
-    w = _quiet()
-    try:
+    with _quiet():
         ds = xr.open_zarr(_store(url, storage_options, read_only=True), group=group, consolidated=True,
                           decode_coords="all", chunks=chunks)
-    finally:
-        w.__exit__(None, None, None)
     # variable-length strings come back as NumPy's StringDType: give callers plain str arrays
     fix = {c: (ds[c].dims, np.array([str(v) for v in ds[c].values], dtype=str)) for c in ds.coords
            if ds[c].ndim == 1 and ds[c].dtype.kind in "OT"}
@@ -271,20 +270,14 @@ class CubeStore:
 
     # ------------------------------------------------------------------------------------ internals
     def _open_raw(self, url: str, *, group: str | None) -> xr.Dataset:
-        w = _quiet()
-        try:
+        with _quiet():
             return xr.open_zarr(_store(url, self.storage_options, read_only=True), group=group,
                                 consolidated=False, decode_coords="all")
-        finally:
-            w.__exit__(None, None, None)
 
     def _group(self, mode: str = "r+") -> zarr.Group:
-        w = _quiet()
-        try:
+        with _quiet():
             return zarr.open_group(_store(self.url, self.storage_options), mode=mode, use_consolidated=False,
                                    zarr_format=ZARR_FORMAT)
-        finally:
-            w.__exit__(None, None, None)
 
     def _committed_shapes(self) -> dict[str, tuple[int, ...]]:
         fs, path = self._fs(self.url)
@@ -303,16 +296,13 @@ class CubeStore:
         return out
 
     def _commit(self) -> None:
-        w = _quiet()
-        try:
+        with _quiet():
             st = _store(self.url, self.storage_options)
             fs, path = self._fs(self.url)
             for grp in ANNUAL_GROUPS:
                 if fs.exists(f"{path}/{grp}/.zgroup"):
                     zarr.consolidate_metadata(st, path=grp)
             zarr.consolidate_metadata(st)
-        finally:
-            w.__exit__(None, None, None)
 
     def _encode(self, ds: xr.Dataset, dim: str, spec: Mapping[str, tuple[str, Any, dict]]) -> tuple[xr.Dataset, dict]:
         missing = [v for v in spec if v not in ds]
@@ -363,12 +353,9 @@ class CubeStore:
         fs, path = self._fs(self.url)
         fresh = not self.exists() or (group is not None and not fs.exists(f"{path}/{group}/.zgroup"))
         if fresh:
-            w = _quiet()
-            try:
+            with _quiet():
                 new.to_zarr(_store(self.url, self.storage_options), group=group, mode="w-" if group is None else "a",
                             encoding=enc, consolidated=False, zarr_format=ZARR_FORMAT)
-            finally:
-                w.__exit__(None, None, None)
             self._commit()
             report.added = [_label(v) for v in new[dim].values]
             report.rewritten_from = 0
@@ -428,13 +415,10 @@ class CubeStore:
         staged = tail.copy()
         for v in staged.variables.values():
             v.encoding = {}
-        w = _quiet()
-        try:
+        with _quiet():
             staged.to_zarr(_store(self._txn_url, self.storage_options), group=group, mode="w-", consolidated=False,
                            zarr_format=ZARR_FORMAT,
                            encoding={k: {kk: vv for kk, vv in e.items() if kk != "chunks"} for k, e in enc.items()})
-        finally:
-            w.__exit__(None, None, None)
         journal = {"start": start, "length": length, "dim": dim, "group": group}
         _atomic_put(self._journal_url, json.dumps(journal).encode(), self.storage_options)  # the stage is complete
 
@@ -450,12 +434,9 @@ class CubeStore:
         body = tail[[v for v in tail.data_vars]].assign_coords(
             {c: tail[c] for c in region_vars if c not in tail.data_vars}).drop_vars(
             [c for c in tail.coords if dim not in tail[c].dims])
-        w = _quiet()
-        try:
+        with _quiet():
             body.to_zarr(_store(self.url, self.storage_options), group=group, region={dim: slice(start, length)},
                          consolidated=False, mode="r+", align_chunks=True)
-        finally:
-            w.__exit__(None, None, None)
         # xarray never writes an index in a region write: encode the labels with the array's own units
         labels = tail[dim].values
         if dim == "time":

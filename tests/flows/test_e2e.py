@@ -4,7 +4,6 @@ of every output, the processing-core targets scored on the outputs, a rerun, and
 
 from __future__ import annotations
 
-import datetime as dt
 import email
 import http.server
 import json
@@ -158,4 +157,4 @@ def test_a_landscape_whose_source_fails_leaves_the_others_complete(prefect_harne
         assert not (tmp_path / "cubes" / f"{bad['id']}.zarr").exists()
     finally:
         store.close()
-    assert (tmp_path / "alerts.parquet").exists() and dt.date  # outputs were still published
+    assert (tmp_path / "alerts.parquet").exists()  # outputs were still published
