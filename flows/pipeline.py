@@ -14,6 +14,9 @@ Nothing here holds data between steps: the cube and the alert store are the hand
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import io
+import json
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,15 +30,16 @@ import xarray as xr
 
 from aoi.landscapes import Landscape, load_landscapes
 from outputs.alerts import AlertStore
-from outputs.cube import CubeStore
+from outputs.cube import CubeStore, _atomic_put
 from processors.chain import (
+    ChainThresholds,
     forest_burn_alerts,
-    forest_burn_layers,
     grassland_layers,
     wetland_alerts,
     wetland_layers,
 )
-from processors.forest import PROBABLE
+from processors.forest import PROBABLE, forest_baseline
+from processors.incremental import STATE_DTYPES, ForestBurnState, advance, observation_layers, prime, state_layers
 from processors.indices import mndwi, nbr, ndvi
 from processors.seasons import season_windows
 from processors.vectorize import vectorize_alerts
@@ -206,10 +210,13 @@ def update_alerts(settings: Settings, land: Landscape, night: dt.date, *, store:
         mon = ds["time"].values >= np.datetime64(season0)
         have_base = bool(np.isin(pd.DatetimeIndex(ds["time"].values).year, base_years).any())
         if mon.any() and have_base:
-            lay = forest_burn_layers(ds, monitor_start=season0.isoformat(), mask_years=base_years,
-                                     start_doy=w.growing_start_doy, end_doy=w.growing_end_doy,
-                                     thresholds=th.chain(), forest_mask=_forest_mask(cube_store, cube, year))
-            lay = lay.compute()
+            forest = _forest_mask(cube_store, cube, year)
+            if forest is None:
+                forest = forest_baseline(ndvi(ds["red"], ds["nir"]), nbr(ds["nir08"], ds["swir22"]), years=base_years,
+                                         start_doy=w.growing_start_doy, end_doy=w.growing_end_doy).compute()
+            lay, how = forest_burn_nightly(cube_store, ds, season0=season0, year=year, base_years=base_years,
+                                           thresholds=th.chain(), forest=forest)
+            rep.notes.append(how)
             _annual(cube_store, cube, "annual/forest", year, {
                 "forest_baseline": lay["forest"].astype(np.uint8), "forest_status": lay["forest_status"].astype(np.int8),
                 "burn_severity": lay["severity"].astype(np.int8), "dnbr": lay["dnbr"].astype(np.float32)})
@@ -259,6 +266,86 @@ def update_alerts(settings: Settings, land: Landscape, night: dt.date, *, store:
     rep.upsert = dict(store.upsert(cand, landscape_id=land.id, run_date=night,
                                    expire_after_days=settings.expire_after_days))
     return rep
+
+
+#: observations fed to the forest/burn state per computed batch (bounds memory on big landscapes)
+STATE_BATCH = 8
+
+
+def _history_digest(ds: xr.Dataset, through: float | None) -> str:
+    """What the state has seen: the times and items of every observation up to ``through``."""
+    t = pd.DatetimeIndex(ds["time"].values)
+    secs = t.values.astype("datetime64[s]").astype(np.int64)
+    ids = ds["item_id"].values if "item_id" in ds.coords else [""] * len(t)
+    rows = [f"{s_}|{i}" for s_, i in zip(secs, ids) if through is not None and s_ <= through]
+    return hashlib.sha1("\n".join(rows).encode()).hexdigest()
+
+
+def _state_key(season0: dt.date, base_years: list[int], th: ChainThresholds) -> str:
+    return hashlib.sha1(json.dumps([season0.isoformat(), base_years, asdict(th)], sort_keys=True).encode()
+                        ).hexdigest()[:16]
+
+
+def _state_url(store: CubeStore, year: int) -> str:
+    return f"{store.url.removesuffix('.zarr')}.state/forest-burn-{year}.npz"
+
+
+def _load_state(store: CubeStore, year: int, key: str) -> tuple[ForestBurnState | None, str]:
+    """The saved state of ``year`` and the digest of its history; (None, why) when there is none to use."""
+    fs, path = store._fs(_state_url(store, year))
+    if not fs.exists(path):
+        return None, f"no state for {year} yet"
+    with np.load(io.BytesIO(fs.cat_file(path))) as z:
+        meta = json.loads(bytes(z["meta"]).decode())
+        if meta["key"] != key:
+            return None, "the settings changed"
+        arrays = {k: z[k] for k in STATE_DTYPES}
+    return ForestBurnState(arrays, through=meta["through"], n_obs=meta["n_obs"]), meta["digest"]
+
+
+def _save_state(store: CubeStore, year: int, key: str, st: ForestBurnState, digest: str) -> None:
+    """One compressed file per landscape and year, replaced whole (a rename, or one object PUT)."""
+    meta = json.dumps({"key": key, "digest": digest, "through": st.through, "n_obs": st.n_obs}).encode()
+    buf = io.BytesIO()
+    np.savez_compressed(buf, meta=np.frombuffer(meta, np.uint8), **st.arrays)
+    url = _state_url(store, year)
+    fs, path = store._fs(url)
+    fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+    _atomic_put(url, buf.getvalue(), store.storage_options)
+
+
+def forest_burn_nightly(store: CubeStore, ds: xr.Dataset, *, season0: dt.date, year: int, base_years: list[int],
+                        thresholds: ChainThresholds, forest: xr.DataArray) -> tuple[xr.Dataset, str]:
+    """The forest-loss and burn-scar layers of the season so far, from the state kept in the cube
+    and the observations it has not seen (:mod:`processors.incremental`).
+
+    ``ds``: the baseline years, the weeks before the season and the season up to the night. The state
+    is rebuilt from the season start when the history it saw changed (a late scene, a replaced
+    slice, a new baseline scene) or the settings did. Returns the layers and what was done.
+    """
+    key = _state_key(season0, base_years, thresholds)
+    st, digest = _load_state(store, year, key)
+    t = pd.DatetimeIndex(ds["time"].values)
+    secs = t.values.astype("datetime64[s]").astype(np.int64)
+    season = np.asarray(t >= pd.Timestamp(season0))
+    how = "updated"
+    if st is None:
+        how = f"built ({digest})"
+    elif st.through is not None and (_history_digest(ds, st.through) != digest
+                                     or int((season & (secs <= st.through)).sum()) != st.n_obs):
+        st, how = None, "rebuilt (the history changed: a late or replaced scene)"
+    if st is None:
+        st = ForestBurnState.new((ds.sizes["y"], ds.sizes["x"]))
+        prime(st, ds.isel(time=np.nonzero(~season)[0]))
+    todo = np.nonzero(season & ((secs > st.through) if st.through is not None else True))[0]
+    base = np.nonzero(np.asarray(t.year.isin(base_years)))[0]
+    for i in range(0, len(todo), STATE_BATCH):
+        part = ds.isel(time=np.concatenate([base, todo[i:i + STATE_BATCH]]))
+        advance(st, observation_layers(part, monitor_start=season0.isoformat(), thresholds=thresholds).compute(),
+                thresholds)
+    if len(todo) or how != "updated":
+        _save_state(store, year, key, st, _history_digest(ds, st.through))
+    return state_layers(st, forest, thresholds), f"forest/burn state {how}: {len(todo)} new observation(s)"
 
 
 def _forest_mask(store: CubeStore, cube: xr.Dataset, year: int) -> xr.DataArray | None:

@@ -18,7 +18,8 @@ import xarray as xr
 
 from .seasons import in_window
 
-__all__ = ["forest_baseline", "seasonal_anomaly", "loss_status", "NONE", "PROBABLE", "CONFIRMED", "WITHDRAWN",
+__all__ = ["forest_baseline", "seasonal_anomaly", "loss_status", "status_init", "status_step", "time_axes",
+           "seconds_to_time", "NONE", "PROBABLE", "CONFIRMED", "WITHDRAWN",
            "STATUS_NAMES"]
 
 NONE, PROBABLE, CONFIRMED, WITHDRAWN = 0, 1, 2, 3
@@ -88,39 +89,78 @@ def seasonal_anomaly(index: xr.DataArray, *, start: str, window_days: int = 15, 
     return res
 
 
-def _status_block(anom: np.ndarray, trig: np.ndarray, t_days: np.ndarray, confirm: int, of_next: int,
-                  within_days: float):
+def status_init(shape: tuple[int, ...]) -> dict[str, np.ndarray]:
+    """The per-pixel state of :func:`status_step`: nothing seen yet."""
+    return {"status": np.zeros(shape, np.int8),
+            "first": np.full(shape, np.nan),  # seconds since 1970 of the current event's first observation
+            "cand": np.full(shape, np.nan),  # day of the current probable detection
+            "seen": np.zeros(shape, np.int16),  # clear observations after it
+            "hits": np.zeros(shape, np.int16)}  # anomalous ones among them
+
+
+def status_step(st: dict[str, np.ndarray], a: np.ndarray, trig: np.ndarray, t: float, t_sec: float, *,
+                confirm: int, of_next: int, within_days: float) -> np.ndarray:
+    """Advance the state machine by one observation (in place). ``a``: 1 anomalous, 0 normal, NaN
+    unobserved; ``trig``: 1 where an anomaly may start an event; ``t`` in days, ``t_sec`` in seconds.
+    Returns where a new probable detection started at this observation.
+
+    One step serves both the season-long scan (:func:`loss_status`) and the nightly update, which
+    keeps the state between nights and feeds it only the new observations: the two agree exactly.
+    """
+    status, cand, seen, hits = st["status"], st["cand"], st["seen"], st["hits"]
+    obs = np.isfinite(a)
+    hit = obs & (a > 0.5)
+    pending = status == PROBABLE
+    # observations of a pending detection, within the confirmation window
+    inwin = pending & obs & (t - cand <= within_days)
+    seen = np.where(inwin, seen + 1, seen)
+    hits = np.where(inwin & hit, hits + 1, hits)
+    confirmed = pending & (hits >= confirm)
+    expired = pending & ~confirmed & ((seen >= of_next) | (obs & (t - cand > within_days)))
+    status = np.where(confirmed, CONFIRMED, status)
+    status = np.where(expired, WITHDRAWN, status)
+    first = np.where(expired, np.nan, st["first"])
+    # a new probable detection: the first anomalous clear observation of a pixel not already in an event
+    new = hit & (trig > 0.5) & ((status == NONE) | (status == WITHDRAWN)) & ~expired
+    st["status"] = np.where(new, PROBABLE, status).astype(np.int8)
+    st["cand"] = np.where(new, t, cand)
+    st["first"] = np.where(new, t_sec, first)
+    st["seen"] = np.where(new, 0, seen).astype(np.int16)
+    st["hits"] = np.where(new, 0, hits).astype(np.int16)
+    return new
+
+
+def _status_block(anom: np.ndarray, trig: np.ndarray, t_days: np.ndarray, t_secs: np.ndarray, confirm: int,
+                  of_next: int, within_days: float):
     """State machine over the last axis (time). anom: 1 anomalous, 0 normal, NaN unobserved;
     trig: 1 where an anomalous observation may start an event."""
-    shape = anom.shape[:-1]
-    status = np.zeros(shape, np.int8)
-    first = np.full(shape, np.nan)
-    cand = np.full(shape, np.nan)  # day of the current probable detection
-    seen = np.zeros(shape, np.int16)  # clear observations after it
-    hits = np.zeros(shape, np.int16)  # anomalous ones among them
+    st = status_init(anom.shape[:-1])
     for k in range(anom.shape[-1]):
-        a = anom[..., k]
-        obs = np.isfinite(a)
-        hit = obs & (a > 0.5)
-        t = t_days[k]
-        pending = status == PROBABLE
-        # observations of a pending detection, within the confirmation window
-        inwin = pending & obs & (t - cand <= within_days)
-        seen = np.where(inwin, seen + 1, seen)
-        hits = np.where(inwin & hit, hits + 1, hits)
-        confirmed = pending & (hits >= confirm)
-        expired = pending & ~confirmed & ((seen >= of_next) | (obs & (t - cand > within_days)))
-        status = np.where(confirmed, CONFIRMED, status)
-        status = np.where(expired, WITHDRAWN, status)
-        first = np.where(expired, np.nan, first)
-        # a new probable detection: the first anomalous clear observation of a pixel not already in an event
-        new = hit & (trig[..., k] > 0.5) & ((status == NONE) | (status == WITHDRAWN)) & ~expired
-        status = np.where(new, PROBABLE, status)
-        cand = np.where(new, t, cand)
-        first = np.where(new, k, first)  # the index of the observation: exact times are mapped back outside
-        seen = np.where(new, 0, seen)
-        hits = np.where(new, 0, hits)
-    return status, first
+        status_step(st, anom[..., k], trig[..., k], t_days[k], t_secs[k], confirm=confirm, of_next=of_next,
+                    within_days=within_days)
+    return st["status"], st["first"]
+
+
+def time_axes(times) -> tuple[np.ndarray, np.ndarray]:
+    """Observation times as float days and float seconds since 1970 (the state machine's clocks)."""
+    t = pd.DatetimeIndex(times)
+    days = ((t - pd.Timestamp("1970-01-01")) / pd.Timedelta(days=1)).values.astype(np.float64)
+    secs = t.values.astype("datetime64[s]").astype(np.int64).astype(np.float64)
+    return days, secs
+
+
+def seconds_to_time(first: np.ndarray, times: np.ndarray | None = None) -> np.ndarray:
+    """Float seconds since 1970 (NaN: none) to datetime64[ns] (NaT). With ``times`` (the series'
+    times, sorted), each value maps back to the exact time it came from (sub-second parts kept)."""
+    ok = np.isfinite(first)
+    out = np.full(first.shape, np.datetime64("NaT", "ns"))
+    if times is None:
+        out[ok] = first[ok].astype(np.int64).astype("datetime64[s]").astype("datetime64[ns]")
+    else:
+        times = np.asarray(times).astype("datetime64[ns]")
+        secs = times.astype("datetime64[s]").astype(np.int64)
+        out[ok] = times[np.searchsorted(secs, first[ok].astype(np.int64))]
+    return out
 
 
 def loss_status(anomalous: xr.DataArray, *, trigger: xr.DataArray | None = None, confirm: int = 2, of_next: int = 4,
@@ -144,25 +184,16 @@ def loss_status(anomalous: xr.DataArray, *, trigger: xr.DataArray | None = None,
     Dataset with ``status`` (int8: 0 none, 1 probable, 2 confirmed, 3 withdrawn) and
     ``first_detected`` (datetime64: the first anomalous observation of the current event).
     """
-    t = pd.DatetimeIndex(anomalous["time"].values)
-    t_days = ((t - pd.Timestamp("1970-01-01")) / pd.Timedelta(days=1)).values.astype(np.float64)
+    t_days, t_secs = time_axes(anomalous["time"].values)
     trig = xr.ones_like(anomalous) if trigger is None else trigger.fillna(0)
     a, trig = xr.align(anomalous, trig, join="exact")
     if a.chunks is not None or trig.chunks is not None:
         a, trig = a.chunk({"time": -1}), trig.chunk({"time": -1})
     status, first = xr.apply_ufunc(
         _status_block, a, trig, input_core_dims=[["time"], ["time"]], output_core_dims=[[], []],
-        kwargs={"t_days": t_days, "confirm": confirm, "of_next": of_next, "within_days": within_days},
+        kwargs={"t_days": t_days, "t_secs": t_secs, "confirm": confirm, "of_next": of_next, "within_days": within_days},
         dask="parallelized", output_dtypes=[np.int8, np.float64])
-    times = anomalous["time"].values.astype("datetime64[ns]")
-
-    def _to_time(idx: np.ndarray) -> np.ndarray:
-        ok = np.isfinite(idx)
-        out = np.full(idx.shape, np.datetime64("NaT", "ns"))
-        out[ok] = times[idx[ok].astype(np.int64)]
-        return out
-
-    first_dt = xr.apply_ufunc(_to_time, first, dask="parallelized", output_dtypes=["datetime64[ns]"])
+    first_dt = xr.apply_ufunc(seconds_to_time, first, kwargs={"times": anomalous["time"].values}, dask="parallelized", output_dtypes=["datetime64[ns]"])
     status.attrs = {"long_name": "forest disturbance status", "flag_values": [0, 1, 2, 3],
                     "flag_meanings": "none probable confirmed withdrawn", "units": "1"}
     first_dt.attrs = {"long_name": "first anomalous clear observation of the current event"}

@@ -25,12 +25,18 @@ WINDOW = "greater-khingan-demo"
 
 
 @pytest.fixture(scope="module")
-def khingan(small_archive):
+def khingan_ds(small_archive):
     land = {x.id: x for x in load_landscapes(small_archive / "aoi.geojson")}[WINDOW]
     items = search_items(small_archive / "catalog.json", intersects=land.geometry, start="2020-01-01",
                          end="2026-12-31", max_cloud=90)
     ds, _ = load_reflectance(items, land.grid(10), bands=["blue", "green", "red", "nir", "nir08", "swir16", "swir22"],
                              harmonize=True)
+    return land, ds
+
+
+@pytest.fixture(scope="module")
+def khingan(khingan_ds, small_archive):
+    land, ds = khingan_ds
     w = season_windows(land.shape.centroid.y)
     lay = forest_burn_layers(ds, monitor_start="2026-04-01", mask_years=[2023, 2024, 2025], start_doy=w.growing_start_doy,
                              end_doy=w.growing_end_doy)

@@ -1,0 +1,183 @@
+"""The forest-loss and burn-scar chain, night by night: the same results as
+:func:`processors.chain.forest_burn_layers`, from a per-pixel state and the new observations only.
+
+DIST-ALERT works this way: a night's cost depends on the scenes that arrived, not on how long the
+season has run. The season-long chain needs, per pixel, only
+
+- the previous clear NBR and visible brightness (the abrupt-drop trigger of a fire);
+- the two state machines of :func:`processors.forest.status_step` (burn scar and forest loss);
+- the last clear broad-NIR NBR of the season, and the pre- and post-fire NBR at the current
+  burn detection (severity);
+- the count of weak-evidence observations (the hysteresis of confirmed clearings).
+
+Each new observation needs its same-season anomaly, which reads the baseline years only. So
+:func:`observation_layers` computes the stateless per-observation layers (lazy, xarray),
+:func:`advance` feeds them to the state (NumPy, in time order), and :func:`state_layers` turns the
+state into the chain's output layers. Pixels outside the forest mask, or burned, are masked at the
+end: the state machines are per pixel, so masking a whole series or its final status is the same.
+
+Feeding observations out of order is an error; a caller that finds an observation older than the
+state (a late scene) rebuilds the state from the start of the season.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import xarray as xr
+
+from .burn import fire_like, severity_classes
+from .chain import ChainThresholds
+from .forest import CONFIRMED, seasonal_anomaly, seconds_to_time, status_step, time_axes
+from .indices import mndwi, nbr, ndvi
+
+__all__ = ["ForestBurnState", "observation_layers", "prime", "advance", "state_layers", "STATE_DTYPES"]
+
+#: per-pixel state arrays and their dtypes (the dtypes of the season-long chain's own intermediates)
+STATE_DTYPES: dict[str, str] = {
+    "prev_nbr": "float64", "prev_visible": "float64", "prev_nbr_broad": "float32",
+    "burn_status": "int8", "burn_first": "float64", "burn_cand": "float64", "burn_seen": "int16",
+    "burn_hits": "int16", "burn_pre": "float32", "burn_post": "float32",
+    "forest_status": "int8", "forest_first": "float64", "forest_cand": "float64", "forest_seen": "int16",
+    "forest_hits": "int16", "weak_count": "int16",
+}
+
+
+@dataclass
+class ForestBurnState:
+    """Per-pixel state of the chain after the observations up to ``through`` (seconds since 1970)."""
+
+    arrays: dict[str, np.ndarray]
+    through: float | None = None  #: time of the last observation fed (seconds since 1970)
+    n_obs: int = 0  #: observations fed since the start of the season
+    log: list[str] = field(default_factory=list)
+
+    @classmethod
+    def new(cls, shape: tuple[int, int]) -> "ForestBurnState":
+        arrays = {}
+        for name, dtype in STATE_DTYPES.items():
+            fill = np.nan if dtype.startswith("float") else 0
+            arrays[name] = np.full(shape, fill, dtype=dtype)
+        return cls(arrays)
+
+    def machine(self, prefix: str) -> dict[str, np.ndarray]:
+        return {k: self.arrays[f"{prefix}_{k}"] for k in ("status", "first", "cand", "seen", "hits")}
+
+    def store_machine(self, prefix: str, st: dict[str, np.ndarray]) -> None:
+        for k, v in st.items():
+            self.arrays[f"{prefix}_{k}"] = v.astype(STATE_DTYPES[f"{prefix}_{k}"])
+
+
+def observation_layers(ds: xr.Dataset, *, monitor_start: str, thresholds: ChainThresholds = ChainThresholds()
+                       ) -> xr.Dataset:
+    """The stateless layers of each observation from ``monitor_start`` on, lazily.
+
+    ``ds`` holds the baseline years (for the same-season anomaly) and the observations to process.
+    Returns a Dataset (time, y, x): ``fire`` and ``loss`` (1/0/NaN), ``weak`` (bool, 10 m platforms
+    only), ``nbr``, ``visible`` and ``nbr_broad`` (the inputs of the stateful steps).
+    """
+    th = thresholds
+    nd = ndvi(ds["red"], ds["nir"])
+    nb = nbr(ds["nir08"], ds["swir22"])
+    d_nb = seasonal_anomaly(nb, start=monitor_start, window_days=th.window_days)
+    d_nd = seasonal_anomaly(nd, start=monitor_start, window_days=th.window_days)
+    d_sw = seasonal_anomaly(ds["swir16"], start=monitor_start, window_days=th.window_days)
+    mon = ds.sel(time=d_nb["time"])
+    visible = (mon["blue"] + mon["green"] + mon["red"]) / 3
+    observed = d_nb.notnull() & d_nd.notnull()
+    fire = fire_like(d_nb, d_sw, visible, mndwi=mndwi(mon["green"], mon["swir16"]), min_nbr_drop=th.burn_nbr_drop)
+    loss = ((d_nb >= th.forest_nbr_drop) & (d_nd >= th.forest_ndvi_drop)).astype(np.float32).where(observed)
+    w = th.weak_fraction
+    weak = ((d_nb >= w * th.forest_nbr_drop) & (d_nd >= w * th.forest_ndvi_drop)).where(observed, False)
+    if "platform" in ds.coords and ds["platform"].ndim == 1:
+        plat = ds["platform"].sel(time=d_nb["time"]).values.astype(str)
+        weak = weak & xr.DataArray(np.char.startswith(plat, "sentinel-2"), dims="time", coords={"time": d_nb["time"]})
+    return xr.Dataset({"fire": fire, "loss": loss, "weak": weak, "nbr": nb.sel(time=d_nb["time"]),
+                       "visible": visible, "nbr_broad": nbr(mon["nir"], mon["swir22"])})
+
+
+def prime(state: ForestBurnState, before: xr.Dataset) -> None:
+    """Start a season: the previous clear NBR and visible brightness from the observations before it
+    (``before``: the baseline years and the weeks before the season, with the reflectance bands)."""
+    if before.sizes.get("time", 0) == 0:
+        return
+    nb = nbr(before["nir08"], before["swir22"]).values
+    vis = ((before["blue"] + before["green"] + before["red"]) / 3).values
+    for name, x in (("prev_nbr", nb), ("prev_visible", vis)):
+        prev = state.arrays[name]
+        for k in range(x.shape[0]):
+            prev = np.where(np.isfinite(x[k]), x[k], prev)
+        state.arrays[name] = prev.astype(STATE_DTYPES[name])
+
+
+def advance(state: ForestBurnState, obs: xr.Dataset, thresholds: ChainThresholds = ChainThresholds()) -> None:
+    """Feed computed :func:`observation_layers` (time-sorted, all after ``state.through``) to the state."""
+    th = thresholds
+    if obs.sizes.get("time", 0) == 0:
+        return
+    days, secs = time_axes(obs["time"].values)
+    if state.through is not None and secs[0] <= state.through:
+        raise ValueError(f"observation at {obs['time'].values[0]} is not after the state "
+                         f"({np.datetime64(int(state.through), 's')}); rebuild the state from the season start")
+    a = state.arrays
+    fire, loss, weak = obs["fire"].values, obs["loss"].values, obs["weak"].values
+    nb, vis, nbb = obs["nbr"].values, obs["visible"].values, obs["nbr_broad"].values
+    burn, forest = state.machine("burn"), state.machine("forest")
+    kw = {"confirm": th.confirm, "of_next": th.of_next, "within_days": th.within_days}
+    for k in range(len(days)):
+        # the fire trigger: an abrupt NBR drop since the previous clear look, the visible barely changed
+        step = (a["prev_nbr"] - nb[k]).astype(np.float32)
+        vstep = (a["prev_visible"] - vis[k]).astype(np.float32)
+        a["prev_nbr"] = np.where(np.isfinite(nb[k]), nb[k], a["prev_nbr"])
+        a["prev_visible"] = np.where(np.isfinite(vis[k]), vis[k], a["prev_visible"])
+        trigger = ((step >= th.burn_step_drop) & (abs(vstep) <= th.max_visible_step)).astype(np.float32)
+        new = status_step(burn, fire[k], trigger, days[k], secs[k], **kw)
+        # severity: the last clear NBR of the season before the detection, and the NBR at it
+        a["burn_pre"] = np.where(new, a["prev_nbr_broad"], a["burn_pre"]).astype(np.float32)
+        a["burn_post"] = np.where(new, nbb[k], a["burn_post"]).astype(np.float32)
+        a["prev_nbr_broad"] = np.where(np.isfinite(nbb[k]), nbb[k], a["prev_nbr_broad"]).astype(np.float32)
+        status_step(forest, loss[k], np.ones_like(loss[k]), days[k], secs[k], **kw)
+        a["weak_count"] = (a["weak_count"] + weak[k]).astype(np.int16)
+    state.store_machine("burn", burn)
+    state.store_machine("forest", forest)
+    state.through = float(secs[-1])
+    state.n_obs += len(days)
+
+
+def state_layers(state: ForestBurnState, forest: xr.DataArray, thresholds: ChainThresholds = ChainThresholds()
+                 ) -> xr.Dataset:
+    """The chain's output layers (as :func:`processors.chain.forest_burn_layers`) from the state.
+
+    ``forest``: the forest mask (y, x), which also gives the grid."""
+    th = thresholds
+    a = state.arrays
+    fm = np.asarray(forest.values, dtype=bool)
+    burned = a["burn_status"] == CONFIRMED
+    keep = fm & ~burned
+    like = forest.astype(bool)
+
+    def lay(x: np.ndarray, **attrs) -> xr.DataArray:
+        return like.copy(data=x).assign_attrs(attrs)
+
+    f_status = np.where(keep, a["forest_status"], 0).astype(np.int8)
+    f_first = np.where(keep, seconds_to_time(a["forest_first"]), np.datetime64("NaT", "ns"))
+    d = (a["burn_pre"] - a["burn_post"]).astype(np.float32)
+    d = np.where(np.isfinite(a["burn_first"]), d, np.nan).astype(np.float32)
+    sev = severity_classes(like.copy(data=d)).values
+    w = th.weak_fraction
+    return xr.Dataset({
+        "forest": like,
+        "forest_status": lay(f_status, long_name="forest disturbance status",
+                             flag_values=[0, 1, 2, 3], flag_meanings="none probable confirmed withdrawn", units="1"),
+        "forest_first": lay(f_first, long_name="first anomalous clear observation of the current event"),
+        "forest_weak": lay((np.where(keep, a["weak_count"], 0) >= th.confirm),
+                           long_name=f"at least {th.confirm} observations past {w:.0%} of the loss thresholds",
+                           units="1"),
+        "burn_status": lay(a["burn_status"].astype(np.int8), long_name="forest disturbance status", units="1"),
+        "burn_first": lay(seconds_to_time(a["burn_first"]),
+                          long_name="first anomalous clear observation of the current event"),
+        "dnbr": lay(np.where(burned, d, np.nan).astype(np.float32), long_name="differenced normalized burn ratio "
+                    "(pre - post)", units="1"),
+        "severity": lay(np.where(burned, sev, -1).astype(np.int8)),
+    })

@@ -1,0 +1,96 @@
+"""The nightly forest/burn chain (``processors.incremental``) equals the season-long chain
+(``processors.chain.forest_burn_layers``) exactly, however the season is cut into nights.
+
+The demo forest landscape (small archive) has clearings, a fire with a severity gradient, clouds
+and both missions, so every branch of the state machines is exercised: probable, confirmed,
+withdrawn, the fire trigger, severity at detection and the weak-evidence count.
+"""
+
+from __future__ import annotations
+
+import io
+
+import dask
+import numpy as np
+import pandas as pd
+import pytest
+
+from processors.chain import ChainThresholds, forest_burn_layers
+from processors.forest import CONFIRMED, WITHDRAWN
+from processors.incremental import ForestBurnState, advance, observation_layers, prime, state_layers
+from processors.seasons import season_windows
+
+from .test_chain_accuracy import khingan_ds  # noqa: F401  (module fixture)
+
+SEASON0 = "2026-04-01"
+BASE = [2023, 2024, 2025]
+
+
+@pytest.fixture(scope="module")
+def season(khingan_ds):  # noqa: F811
+    land, ds = khingan_ds
+    with dask.config.set(scheduler="threads"):
+        ds = ds.compute()
+    ds = ds.assign_coords(time=ds.indexes["time"].floor("s"))  # the cube's precision
+    t = pd.DatetimeIndex(ds["time"].values)
+    keep = (t >= pd.Timestamp(SEASON0) - pd.Timedelta(days=60)) | t.year.isin(BASE)
+    ds = ds.isel(time=np.nonzero(np.asarray(keep))[0])
+    w = season_windows(land.shape.centroid.y)
+    batch = forest_burn_layers(ds, monitor_start=SEASON0, mask_years=BASE, start_doy=w.growing_start_doy,
+                               end_doy=w.growing_end_doy)
+    return ds, batch.compute()
+
+
+def _roundtrip(st: ForestBurnState) -> ForestBurnState:
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **st.arrays)
+    with np.load(io.BytesIO(buf.getvalue())) as z:
+        return ForestBurnState({k: z[k] for k in st.arrays}, through=st.through, n_obs=st.n_obs)
+
+
+def _nightly(ds, cuts):
+    t = pd.DatetimeIndex(ds["time"].values)
+    season = np.asarray(t >= pd.Timestamp(SEASON0))
+    base = np.nonzero(np.asarray(t.year.isin(BASE)))[0]
+    mon = np.nonzero(season)[0]
+    st = ForestBurnState.new((ds.sizes["y"], ds.sizes["x"]))
+    prime(st, ds.isel(time=np.nonzero(~season)[0]))
+    for part in np.split(mon, cuts):
+        st = _roundtrip(st)  # saved and loaded between nights
+        obs = observation_layers(ds.isel(time=np.concatenate([base, part])), monitor_start=SEASON0)
+        advance(st, obs.compute(), ChainThresholds())
+    return st
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_nightly_state_equals_the_season_long_chain(season, seed):
+    ds, batch = season
+    n = int((pd.DatetimeIndex(ds["time"].values) >= pd.Timestamp(SEASON0)).sum())
+    rng = np.random.default_rng(seed)
+    # nights of one, a few, or many observations
+    cuts = np.sort(rng.choice(np.arange(1, n), size=min(n - 1, [n - 1, 12, 3][seed]), replace=False))
+    st = _nightly(ds, cuts)
+    got = state_layers(st, batch["forest"])
+    assert st.n_obs == n
+    for v in batch.data_vars:
+        a, b = batch[v].values, got[v].values
+        assert a.dtype == b.dtype, v
+        assert np.array_equal(a, b, equal_nan=a.dtype.kind in "fM"), (v, int((a != b).sum()))
+    # the comparison is not vacuous: the season has confirmed clearings and burns, and withdrawals
+    assert (batch["forest_status"].values == CONFIRMED).sum() > 50
+    assert (batch["burn_status"].values == CONFIRMED).sum() > 500
+    assert (batch["burn_status"].values == WITHDRAWN).sum() + (batch["forest_status"].values == WITHDRAWN).sum() > 0
+    assert np.isfinite(batch["dnbr"].values).sum() > 500
+
+
+def test_a_state_refuses_an_observation_it_has_passed(season):
+    ds, _ = season
+    t = pd.DatetimeIndex(ds["time"].values)
+    mon = np.nonzero(np.asarray(t >= pd.Timestamp(SEASON0)))[0]
+    base = np.nonzero(np.asarray(t.year.isin(BASE)))[0]
+    st = ForestBurnState.new((ds.sizes["y"], ds.sizes["x"]))
+    advance(st, observation_layers(ds.isel(time=np.concatenate([base, mon[3:5]])), monitor_start=SEASON0).compute())
+    late = observation_layers(ds.isel(time=np.concatenate([base, mon[2:3]])), monitor_start=SEASON0).compute()
+    with pytest.raises(ValueError, match="rebuild the state"):
+        advance(st, late)
+    assert st.n_obs == 2
