@@ -233,31 +233,46 @@ def update_alerts(settings: Settings, land: Landscape, night: dt.date, *, store:
         period_end = dt.date(year, max(months), 1) + pd.offsets.MonthEnd(0)
         period_end = period_end.date() if hasattr(period_end, "date") else period_end
         if night > period_end or (final and night.month >= min(months)):
-            years = sorted({y for y in t.year if y < year})
             sub = cube[["green", "swir16"]].isel(time=np.nonzero(np.asarray(t.month.isin(months)))[0])
-            wl = wetland_layers(sub, baseline_years=years, year=year, months=tuple(months),
-                                pixel_area_ha=land.grid(settings.resolution).pixel_area_ha).compute()
-            wa, wst = wetland_alerts(wl, landscape_id=land.id, loss_fraction=th.wetland_loss_fraction,
-                                     min_area_ha=th.wetland_mmu_ha)
+
+            def wetland() -> tuple[gpd.GeoDataFrame, dict]:
+                years = sorted({y for y in t.year if y < year})
+                wl = wetland_layers(sub, baseline_years=years, year=year, months=tuple(months),
+                                    pixel_area_ha=land.grid(settings.resolution).pixel_area_ha).compute()
+                return wetland_alerts(wl, landscape_id=land.id, loss_fraction=th.wetland_loss_fraction,
+                                      min_area_ha=th.wetland_mmu_ha)
+
+            wa, rep.wetland, how = _period(cube_store, "wetland", year, sub, [months, th.wetland_loss_fraction,
+                                                                             th.wetland_mmu_ha], wetland)
+            rep.notes.append(f"wetland period {how}")
             frames.append(wa)
-            rep.wetland = wst
     if "grassland" in ecos:
         peak_end = dt.date(year, 1, 1) + dt.timedelta(days=w.peak_end_doy - 1)
         peak0 = pd.Timestamp(dt.date(year, 1, 1) + dt.timedelta(days=w.peak_start_doy - 1))
         seen = bool(((t >= peak0) & (t <= pd.Timestamp(peak_end))).any())
         if seen and (night > peak_end or final):
-            gl = grassland_layers(cube[["red", "nir"]], start_doy=w.peak_start_doy, end_doy=w.peak_end_doy,
-                                  year=year, p_max=th.grass_p_max, slope_per_year=th.grass_slope_per_year)
-            gl = gl[["slope", "p_value", "trend_class"]].compute()
-            k = gl["trend_class"]
-            _annual(cube_store, cube, "annual/grassland", year, {
-                "grass_slope": gl["slope"].astype(np.float32), "grass_p_value": gl["p_value"].astype(np.float32),
-                "grass_class": gl["trend_class"].fillna(-2).astype(np.int8)})
-            first = np.where(k.values == -1, np.datetime64(dt.date(year, 1, 1) + dt.timedelta(days=w.peak_start_doy - 1),
-                                                           "ns"), np.datetime64("NaT", "ns"))
-            ga = vectorize_alerts(k.copy(data=(k.values == -1)), kind="grassland_degradation", landscape_id=land.id,
-                                  min_area_ha=th.grass_mmu_ha, status="confirmed",
-                                  first_detected=k.copy(data=first))
+            doy = t.dayofyear
+            sub = cube[["red", "nir"]]
+
+            def grassland() -> tuple[gpd.GeoDataFrame, dict]:
+                gl = grassland_layers(sub, start_doy=w.peak_start_doy, end_doy=w.peak_end_doy,
+                                      year=year, p_max=th.grass_p_max, slope_per_year=th.grass_slope_per_year)
+                gl = gl[["slope", "p_value", "trend_class"]].compute()
+                k = gl["trend_class"]
+                _annual(cube_store, cube, "annual/grassland", year, {
+                    "grass_slope": gl["slope"].astype(np.float32), "grass_p_value": gl["p_value"].astype(np.float32),
+                    "grass_class": gl["trend_class"].fillna(-2).astype(np.int8)})
+                first = np.where(k.values == -1, np.datetime64(peak0.date(), "ns"), np.datetime64("NaT", "ns"))
+                return vectorize_alerts(k.copy(data=(k.values == -1)), kind="grassland_degradation",
+                                        landscape_id=land.id, min_area_ha=th.grass_mmu_ha, status="confirmed",
+                                        first_detected=k.copy(data=first)), {}
+
+            # the trend reads only the peak-window observations of every year
+            peak = sub.isel(time=np.nonzero(np.asarray((doy >= w.peak_start_doy) & (doy <= w.peak_end_doy)))[0])
+            ga, _, how = _period(cube_store, "grassland", year, peak, [w.peak_start_doy, w.peak_end_doy,
+                                                                       th.grass_p_max, th.grass_slope_per_year,
+                                                                       th.grass_mmu_ha], grassland)
+            rep.notes.append(f"grassland trend {how}")
             frames.append(ga)
     frames = [f for f in frames if len(f)]
     cand = gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), geometry="geometry", crs=4326) if frames else _empty()
@@ -266,6 +281,32 @@ def update_alerts(settings: Settings, land: Landscape, night: dt.date, *, store:
     rep.upsert = dict(store.upsert(cand, landscape_id=land.id, run_date=night,
                                    expire_after_days=settings.expire_after_days))
     return rep
+
+
+def _period(store: CubeStore, name: str, year: int, used: xr.Dataset, knobs: list,
+            compute: Callable[[], tuple[gpd.GeoDataFrame, dict]]) -> tuple[gpd.GeoDataFrame, dict, str]:
+    """A per-period indicator (wetland extent, grassland trend), computed once per set of inputs.
+
+    Once its period is over, the indicator is judged again every night (its alerts keep being seen),
+    but it changes only when an observation it reads changes: the candidates of the last evaluation
+    are kept with the digest of those observations and the knobs, and reused while they match.
+    """
+    digest = hashlib.sha1((_history_digest(used, float("inf")) + json.dumps(knobs, default=str)).encode()).hexdigest()
+    url = f"{store.url.removesuffix('.zarr')}.state/{name}-{year}.json"
+    fs, path = store._fs(url)
+    if fs.exists(path):
+        saved = json.loads(fs.cat_file(path))
+        if saved["digest"] == digest:
+            cand = gpd.read_file(io.BytesIO(saved["alerts"].encode())) if saved["n"] else _empty()
+            if len(cand):
+                cand["first_detected"] = pd.to_datetime(cand["first_detected"])
+            return cand, saved["stats"], "reused (its observations did not change)"
+    cand, stats = compute()
+    body = cand.assign(first_detected=cand["first_detected"].astype(str)).to_json(drop_id=True) if len(cand) else ""
+    fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+    _atomic_put(url, json.dumps({"digest": digest, "n": len(cand), "stats": stats, "alerts": body}).encode(),
+                store.storage_options)
+    return cand, stats, "computed"
 
 
 #: observations fed to the forest/burn state per computed batch (bounds memory on big landscapes)
