@@ -8,7 +8,6 @@ from typing import Callable
 import pandas as pd
 
 from aoi.landscapes import Landscape
-from outputs.cube import CubeStore
 from outputs.maps import alert_map_png, before_after_png
 from outputs.notify import Images
 
@@ -25,7 +24,7 @@ def digest_images(settings: Settings) -> Callable[[Landscape, pd.DataFrame], Ima
     def images(land: Landscape, alerts: pd.DataFrame) -> Images:
         map_png = alert_map_png(land, alerts) if len(alerts) else None
         thumbs: dict[str, bytes] = {}
-        store = CubeStore(pipeline.cube_url(settings, land.id), storage_options=settings.storage_options)
+        store = pipeline.cube_store(settings, land.id)
         if len(alerts) and store.exists():
             cube = store.open()
             for _, row in alerts.sort_values("area_ha", ascending=False).head(THUMBNAILS).iterrows():

@@ -169,9 +169,11 @@ def _window_start(settings: Settings, store: AlertStore, lid: str, night: dt.dat
 def run_night(settings: Settings, night: dt.date, *, final: bool = False, notify: bool = True,
               window: tuple[dt.date, dt.date] | None = None, kind: str = "nightly",
               progress: Callable[[str], None] | None = None, report: bool = True,
-              alerts_only_if_new: bool = False, only: set[str] | None = None) -> RunSummary:
+              alerts_only_if_new: bool = False, only: set[str] | None = None, inline: bool = False) -> RunSummary:
     """One run over every landscape (inside a flow). ``window`` overrides the search window.
 
+    ``inline=True`` runs the same task bodies one after the other without Prefect (no API server,
+    no task retries): the fault-injection tests kill it at random points.
     ``report=False`` skips the HTML report and the STAC record (a replay writes them now and then);
     ``alerts_only_if_new`` skips the indicators for a landscape that got no new observation;
     ``only`` restricts the night to some landscapes (a replay skips those with no acquisition).
@@ -185,11 +187,19 @@ def run_night(settings: Settings, night: dt.date, *, final: bool = False, notify
         todo = [land for land in lands if only is None or land.id in only]
         recs: dict[str, dict[str, Any]] = {land.id: {"status": "ok"} for land in todo}
 
-        def stage(name: str, submit) -> dict[str, Any]:
-            """Submit one task per landscape still ok, wait for all of them (a barrier: no futures
-            are passed between tasks), record failures."""
-            futs = {lid: submit(lid) for lid, rec in recs.items() if rec["status"] == "ok"}
+        def stage(name: str, t, *args_of: Callable[[str], Any]) -> dict[str, Any]:
+            """Run task ``t`` once per landscape still ok and wait for all of them (a barrier: no
+            futures are passed between tasks); record failures. ``args_of(lid)`` give the arguments."""
+            live = [lid for lid, rec in recs.items() if rec["status"] == "ok"]
             got = {}
+            if inline:  # the task bodies, in order, without Prefect (no API, no retries)
+                for lid in live:
+                    try:
+                        got[lid] = recs[lid][name] = t.fn(*(a(lid) for a in args_of))
+                    except Exception as exc:
+                        recs[lid].update(status="failed", error=f"{name}: {type(exc).__name__}: {exc}")
+                return got
+            futs = {lid: t.submit(*(a(lid) for a in args_of)) for lid in live}
             for lid, fut in futs.items():
                 fut.wait(timeout=settings.task_timeout_s)
                 if fut.state.is_completed():
@@ -207,12 +217,13 @@ def run_night(settings: Settings, night: dt.date, *, final: bool = False, notify
             return got
 
         windows = {land.id: window or (_window_start(settings, store, land.id, night), night) for land in todo}
-        found = stage("search", lambda lid: _io(search_task, settings).submit(
-            settings, lid, windows[lid][0].isoformat(), windows[lid][1].isoformat()))
-        ing = stage("ingest", lambda lid: _io(ingest_task, settings).submit(settings, lid, found[lid]))
-        stage("alerts", lambda lid: alerts_task.submit(settings, lid, night.isoformat(), final, ing[lid],
-                                                       alerts_only_if_new))
-        stage("stats", lambda lid: stats_task.submit(settings, lid, ing[lid]))
+        the = lambda v: (lambda lid: v)  # noqa: E731  (the same argument for every landscape)
+        found = stage("search", _io(search_task, settings), the(settings), lambda lid: lid,
+                      lambda lid: windows[lid][0].isoformat(), lambda lid: windows[lid][1].isoformat())
+        ing = stage("ingest", _io(ingest_task, settings), the(settings), lambda lid: lid, lambda lid: found[lid])
+        stage("alerts", alerts_task, the(settings), lambda lid: lid, the(night.isoformat()), the(final),
+              lambda lid: ing[lid], the(alerts_only_if_new))
+        stage("stats", stats_task, the(settings), lambda lid: lid, lambda lid: ing[lid])
         for lid, rec in recs.items():
             items = rec.pop("search", None)
             if items is not None:
@@ -237,12 +248,13 @@ def run_night(settings: Settings, night: dt.date, *, final: bool = False, notify
 def _publish(settings: Settings, store: AlertStore, lands: list[Landscape], night: dt.date, summary: RunSummary,
              *, notify: bool, report: bool = True) -> None:
     out = pipeline.out_path(settings)
+    cubes = (lambda lid: pipeline.cube_store(settings, lid)) if settings.cubes else None  # noqa: E731
     paths = store.export(out)
     summary.paths.update({k: str(v) for k, v in paths.items()})
     report_path = None
     if report:
         report_path = write_report(out, night.isoformat(), lands, store=store, summary=summary.landscapes,
-                                   window_days=settings.report_window_days)
+                                   window_days=settings.report_window_days, cubes=cubes)
         summary.paths["report"] = str(report_path)
     if notify and (settings.smtp is not None or settings.mail_dry_run):
         from .images import digest_images
@@ -255,7 +267,7 @@ def _publish(settings: Settings, store: AlertStore, lands: list[Landscape], nigh
         summary.mail = {"sent": rep.sent, "written": {k: str(v) for k, v in rep.written.items()},
                         "failed": rep.failed, "skipped": rep.skipped}
     if report:
-        summary.paths["stac"] = str(write_output_catalog(out, lands, run_date=night.isoformat()))
+        summary.paths["stac"] = str(write_output_catalog(out, lands, run_date=night.isoformat(), cubes=cubes))
 
 
 def _artifacts(summary: RunSummary) -> None:
@@ -267,15 +279,20 @@ def _artifacts(summary: RunSummary) -> None:
     for lid, rec in summary.landscapes.items():
         up = (rec.get("alerts") or {}).get("upsert", {})
         rows.append({"landscape": lid, "status": rec["status"], "scenes found": rec.get("scenes_found", ""),
-                     "slices written": rec.get("scenes", ""), "new": up.get("new", ""),
+                     "slices written": rec.get("scenes", ""),
+                     "scenes skipped": len((rec.get("ingest") or {}).get("skipped", [])), "new": up.get("new", ""),
                      "updated": up.get("updated", ""), "confirmed": up.get("confirmed", ""),
                      "error": rec.get("error", "")})
     lines = [f"# amurwatch {summary.kind}: {summary.night}", "",
              f"**{len(summary.landscapes) - len(summary.failed)} of {len(summary.landscapes)} landscapes succeeded**"
              + (f"; failed: {', '.join(summary.failed)}" if summary.failed else ""), "",
-             "| landscape | status | scenes | new | updated | confirmed |", "|---|---|---|---|---|---|"]
-    lines += [f"| {r['landscape']} | {r['status']} | {r['slices written']} | {r['new']} | {r['updated']} | "
-              f"{r['confirmed']} |" for r in rows]
+             "| landscape | status | scenes | skipped | new | updated | confirmed |", "|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['landscape']} | {r['status']} | {r['slices written']} | {r['scenes skipped']} | {r['new']} | "
+              f"{r['updated']} | {r['confirmed']} |" for r in rows]
+    skipped = [(lid, s) for lid, rec in summary.landscapes.items() for s in (rec.get("ingest") or {}).get("skipped", [])]
+    if skipped:
+        lines += ["", "Scenes skipped (retried by the next night's lookback):"]
+        lines += [f"- {lid}: {s}" for lid, s in skipped]
     if summary.mail:
         lines += ["", f"Mail: sent {sorted(summary.mail.get('sent', {}))}, failed {sorted(summary.mail.get('failed', {}))}"]
     if "report" in summary.paths:

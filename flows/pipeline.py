@@ -49,7 +49,7 @@ from sources.search import merge_duplicates, search_items, solar_date
 
 from .settings import Settings
 
-__all__ = ["BANDS", "find_items", "ingest", "update_alerts", "landscape_stats", "cube_url", "select_landscapes",
+__all__ = ["BANDS", "find_items", "ingest", "update_alerts", "landscape_stats", "cube_url", "cube_store", "select_landscapes",
            "carry_ids",
            "IngestReport", "AlertReport"]
 
@@ -61,8 +61,13 @@ WRITE_BATCH = 8
 
 
 def cube_url(settings: Settings, landscape_id: str) -> str:
-    root = settings.out.rstrip("/")
-    return f"{root}/cubes/{landscape_id}.zarr"
+    """``cubes/<id>.zarr`` under the output root, or under ``settings.cubes`` (an object store)."""
+    root = settings.cubes.rstrip("/") if settings.cubes else f"{settings.out.rstrip('/')}/cubes"
+    return f"{root}/{landscape_id}.zarr"
+
+
+def cube_store(settings: Settings, landscape_id: str) -> CubeStore:
+    return CubeStore(cube_url(settings, landscape_id), storage_options=settings.storage_options)
 
 
 def select_landscapes(settings: Settings) -> list[Landscape]:
@@ -100,6 +105,7 @@ class IngestReport:
     new_items: int = 0
     slices_written: int = 0
     skipped: list[str] = field(default_factory=list)  #: scenes skipped by the loader (reason)
+    failed_reads: int = 0  #: slices not written because a read failed after the retries
     last_clear: str | None = None  #: latest observation with at least 1% clear pixels
     times: list[str] = field(default_factory=list)  #: slices written
 
@@ -108,14 +114,12 @@ class IngestReport:
 
 
 def _cube_item_ids(store: CubeStore) -> set[str]:
-    if not store.exists():
-        return set()
-    ids = store.open()["item_id"].values
-    return {p for v in ids for p in str(v).split("+")}
+    return {p for v in store.coordinate("item_id") for p in str(v).split("+")}
 
 
 def slices_from_reflectance(ds: xr.Dataset) -> xr.Dataset:
-    """Per-observation cube layers from clear-sky reflectance (lazy): the bands, NDVI, NBR, clear, water."""
+    """Per-observation cube layers from clear-sky reflectance (lazy on dask input): the bands, NDVI,
+    NBR, clear, water."""
     out = ds[list(BANDS)].copy()
     out["ndvi"] = ndvi(ds["red"], ds["nir"])
     out["nbr"] = nbr(ds["nir08"], ds["swir22"])
@@ -141,12 +145,14 @@ def ingest(settings: Settings, land: Landscape, items: Sequence[dict], *,
     rep.skipped = [f"{s.item_id} ({s.asset}: {s.reason})" for s in lrep.skipped]
     if ds.sizes.get("time", 0) == 0:
         return rep
-    sl = slices_from_reflectance(ds)
-    n = sl.sizes["time"]
+    n = ds.sizes["time"]
     for i in range(0, n, WRITE_BATCH):
-        part = sl.isel(time=slice(i, i + WRITE_BATCH))
-        with dask.config.set(scheduler=dask.config.get("scheduler", "threads")):
-            part = part.compute()
+        part = _compute_or_skip(ds.isel(time=slice(i, i + WRITE_BATCH)), rep, lambda ids: load_reflectance(
+            [it for it in todo if it["id"] in ids], land.grid(settings.resolution), bands=list(BANDS),
+            harmonize=True)[0])
+        if part is None:
+            continue
+        part = slices_from_reflectance(part)  # on the loaded batch: no graph to build
         store.write(part)
         frac = part["clear"].mean(("y", "x")).values
         for t, f in zip(part["time"].values, frac):
@@ -157,6 +163,31 @@ def ingest(settings: Settings, land: Landscape, items: Sequence[dict], *,
         if progress:
             progress(min(i + WRITE_BATCH, n), n)
     return rep
+
+
+def _compute_or_skip(part: xr.Dataset, rep: IngestReport, reload: Callable[[set[str]], xr.Dataset]
+                     ) -> xr.Dataset | None:
+    """Load a batch of slices. When a read still fails after GDAL's own retries (a file cut short,
+    or corrupt past its header), each solar day of the batch is loaded again on its own (a chunk
+    can span several days): a day that fails again is reported and not written. Its scenes stay
+    out of the cube, so the next night's lookback tries them again. Never a gap written as data,
+    never a wrong pixel."""
+    with dask.config.set(scheduler=dask.config.get("scheduler", "threads")):
+        try:
+            return part.compute()
+        except Exception as exc:
+            log.warning("%s: a read failed in a batch of %d slices (%s); loading them day by day",
+                        rep.landscape_id, part.sizes["time"], str(exc).splitlines()[0][:200])
+        ok = []
+        for j in range(part.sizes["time"]):
+            ids = str(part["item_id"].values[j])
+            try:
+                one = reload(set(ids.split("+")))
+                ok.append(one.compute())
+            except Exception as exc:
+                rep.skipped.append(f"{ids} (read failed after retries: {str(exc).splitlines()[0][:200]})")
+                rep.failed_reads += 1
+    return xr.concat(ok, dim="time") if ok else None
 
 
 # ------------------------------------------------------------------------------------------ alerts
@@ -379,9 +410,14 @@ def forest_burn_nightly(store: CubeStore, ds: xr.Dataset, *, season0: dt.date, y
         st = ForestBurnState.new((ds.sizes["y"], ds.sizes["x"]))
         prime(st, ds.isel(time=np.nonzero(~season)[0]))
     todo = np.nonzero(season & ((secs > st.through) if st.through is not None else True))[0]
-    base = np.nonzero(np.asarray(t.year.isin(base_years)))[0]
+    is_base = np.asarray(t.year.isin(base_years))
+    doy = t.dayofyear.values
     for i in range(0, len(todo), STATE_BATCH):
-        part = ds.isel(time=np.concatenate([base, todo[i:i + STATE_BATCH]]))
+        batch = todo[i:i + STATE_BATCH]
+        # only the baseline looks within the same-season window of the batch are read
+        d = np.abs(doy[:, None] - doy[batch][None, :])
+        near = (np.minimum(d, 365 - d) <= thresholds.window_days).any(axis=1)
+        part = ds.isel(time=np.concatenate([np.nonzero(is_base & near)[0], batch]))
         advance(st, observation_layers(part, monitor_start=season0.isoformat(), thresholds=thresholds).compute(),
                 thresholds)
     if len(todo) or how != "updated":

@@ -109,7 +109,8 @@ class Settings(BaseSettings):
     aoi: Path | None = None  #: None: the packaged aoi/landscapes.geojson
     landscapes: list[str] | None = None  #: a subset of the AOI file's ids
     out: str = "amurwatch-output"  #: output root: a path or an fsspec URL (s3://bucket/prefix)
-    storage_options: dict[str, Any] = Field(default_factory=dict)  #: for an fsspec output root
+    storage_options: dict[str, Any] = Field(default_factory=dict)  #: for an fsspec output root or cube root
+    cubes: str | None = None  #: where the cubes go, a path or an fsspec URL (s3://bucket/cubes); default OUT/cubes
     resolution: int = 10  #: metres: 10, 20 or 30
     thresholds: ThresholdSettings = Field(default_factory=ThresholdSettings)
     smtp: SmtpSettings | None = None  #: None: no mail (dry-run writes .eml files if mail_dry_run)

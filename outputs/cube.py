@@ -201,6 +201,16 @@ class CubeStore:
     def open(self, *, group: str | None = None, chunks: Any = None) -> xr.Dataset:
         return open_cube(self.url, group=group, storage_options=self.storage_options, chunks=chunks)
 
+    def coordinate(self, name: str) -> np.ndarray:
+        """One committed 1-D coordinate (``item_id``, ``platform``...) without opening the cube with
+        xarray: an empty array when there is no cube yet."""
+        if not self.exists():
+            return np.array([], dtype=object)
+        with _quiet():
+            g = zarr.open_group(_store(self.url, self.storage_options, read_only=True), mode="r",
+                                use_consolidated=True, zarr_format=ZARR_FORMAT)
+            return np.asarray(g[name][:])
+
     def times(self) -> pd.DatetimeIndex:
         if not self.exists():
             return pd.DatetimeIndex([])

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pystac
@@ -37,9 +37,12 @@ def _utc(t) -> dt.datetime:
     return dt.datetime.fromisoformat(str(np.datetime_as_string(np.datetime64(t, "s")))).replace(tzinfo=dt.timezone.utc)
 
 
-def write_output_catalog(out_dir: str | Path, landscapes: Sequence[Landscape], *, run_date: str | None = None
-                         ) -> Path:
-    """(Re)write ``out_dir/stac/catalog.json`` for the cubes and tables present in ``out_dir``."""
+def write_output_catalog(out_dir: str | Path, landscapes: Sequence[Landscape], *, run_date: str | None = None,
+                         cubes: Callable[[str], CubeStore] | None = None) -> Path:
+    """(Re)write ``out_dir/stac/catalog.json`` for the cubes and tables present in ``out_dir``.
+
+    ``cubes`` maps a landscape id to its store when the cubes live elsewhere (an object store):
+    their assets then carry absolute URLs instead of paths relative to the catalog."""
     out = Path(out_dir).resolve()
     root = out / "stac"
     cat = pystac.Catalog("amurwatch-outputs", "amurwatch outputs: Zarr cubes per landscape, alert and stats tables"
@@ -50,8 +53,9 @@ def write_output_catalog(out_dir: str | Path, landscapes: Sequence[Landscape], *
     DatacubeExtension.add_to(cubes)
     boxes, t0s, t1s = [], [], []
     for land in landscapes:
-        url = out / "cubes" / f"{land.id}.zarr"
-        store = CubeStore(url)
+        store = cubes(land.id) if cubes else CubeStore(out / "cubes" / f"{land.id}.zarr")
+        href = f"../../../cubes/{land.id}.zarr" if cubes is None else store.url
+        fs, root_path = store._fs(store.url)
         if not store.exists():
             continue
         ds = store.open()
@@ -64,12 +68,12 @@ def write_output_catalog(out_dir: str | Path, landscapes: Sequence[Landscape], *
                            {"title": land.name, "start_datetime": start.isoformat(), "end_datetime": end.isoformat(),
                             "amurwatch:ecosystems": [e.value for e in land.ecosystems],
                             "proj:code": f"EPSG:{ds.rio.crs.to_epsg()}"}, start_datetime=start, end_datetime=end)
-        item.add_asset("data", pystac.Asset(f"../../../cubes/{land.id}.zarr", media_type=ZARR_MEDIA_TYPE,
+        item.add_asset("data", pystac.Asset(href, media_type=ZARR_MEDIA_TYPE,
                                             roles=["data"], title=f"{land.name}: observations (time, y, x)"))
         for grp in ANNUAL_GROUPS:
-            if (url / grp / ".zgroup").exists():
+            if fs.exists(f"{root_path}/{grp}/.zgroup"):
                 key = grp.replace("/", "_")
-                item.add_asset(key, pystac.Asset(f"../../../cubes/{land.id}.zarr/{grp}", media_type=ZARR_MEDIA_TYPE,
+                item.add_asset(key, pystac.Asset(f"{href}/{grp}", media_type=ZARR_MEDIA_TYPE,
                                                  roles=["data"], title=f"{grp} layers (year, y, x)"))
         dc = DatacubeExtension.ext(item, add_if_missing=True)
         epsg = ds.rio.crs.to_epsg()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -155,17 +156,29 @@ def _search_api(url, intersects, t0, t1, collections, limit, retry: RetryPolicy)
     from pystac_client import Client
     from pystac_client.exceptions import APIError
     from pystac_client.stac_api_io import StacApiIO
+    from urllib3.exceptions import MaxRetryError
 
     io = StacApiIO(max_retries=retry.urllib3(), timeout=retry.timeout_s)
-    try:
-        client = Client.open(url, stac_io=io)
-        search = client.search(collections=collections, intersects=dict(intersects),
-                               datetime=[t0.isoformat().replace("+00:00", "Z"), t1.isoformat().replace("+00:00", "Z")],
-                               limit=limit)
-        return list(search.items_as_dicts())
-    except (APIError, requests.RequestException) as exc:
-        raise SearchError(f"STAC API {url} failed after {retry.retries} retries: {exc}. Fix: check the URL and the "
-                          "service status, or raise the retry budget") from exc
+    # HTTP errors and timeouts are retried per request by urllib3; a body cut short (truncated
+    # JSON, a connection dropped mid-page) restarts the whole paged search, with the same backoff
+    for attempt in range(retry.retries + 1):
+        try:
+            client = Client.open(url, stac_io=io)
+            search = client.search(collections=collections, intersects=dict(intersects),
+                                   datetime=[t0.isoformat().replace("+00:00", "Z"),
+                                             t1.isoformat().replace("+00:00", "Z")], limit=limit)
+            return list(search.items_as_dicts())
+        except (ValueError, requests.exceptions.ChunkedEncodingError, requests.exceptions.ConnectionError) as exc:
+            exhausted = any(isinstance(a, MaxRetryError) for a in exc.args)  # urllib3 already retried it
+            if exhausted or attempt == retry.retries:
+                raise SearchError(f"STAC API {url} failed after {retry.retries} retries: {exc}. Fix: check the URL "
+                                  "and the service status, or raise the retry budget") from exc
+            log.warning("STAC API %s: %s; restarting the search (%d/%d)", url, exc, attempt + 1, retry.retries)
+            time.sleep(retry.backoff_s * 2 ** attempt)
+        except (APIError, requests.RequestException) as exc:
+            raise SearchError(f"STAC API {url} failed after {retry.retries} retries: {exc}. Fix: check the URL and "
+                              "the service status, or raise the retry budget") from exc
+    raise AssertionError("unreachable")
 
 
 def iter_static_items(path: Path) -> Iterable[dict]:

@@ -56,7 +56,27 @@ def replay(prefect_harness, small_archive, stac_api, tmp_path_factory):
     from demo.mailserver import MailCatcher
     from flows.demo import demo_flow
 
+    import shutil
+
     out = tmp_path_factory.mktemp("replay")
+    snap = tmp_path_factory.mktemp("replay-snapshot") / SNAPSHOT_NIGHT
+
+    def snapshot(label: str, k: int, n: int) -> None:
+        # the outputs as they stood after a mid-season night, for the fault-injection tests
+        if label == f"night {SNAPSHOT_NIGHT}":
+            shutil.copytree(out, snap, ignore=shutil.ignore_patterns("mail"))
+            from flows.nightly import LOCK_NAME
+            from outputs.alerts import AlertStore
+
+            st = AlertStore.at(snap)
+            st.break_lock(LOCK_NAME)  # the copy is not held by the running demo
+            st.close()
+
     with MailCatcher(out / "mail") as mc:
-        res = demo_flow(str(small_archive), str(out), stac_api.url, mc.port, every_days=14)
-    return {"out": out, "res": res, "mails": list(mc.received), "archive": small_archive, "api": stac_api.url}
+        res = demo_flow(str(small_archive), str(out), stac_api.url, mc.port, every_days=14, progress=snapshot)
+    return {"out": out, "res": res, "mails": list(mc.received), "archive": small_archive, "api": stac_api.url,
+            "snapshot": snap}
+
+
+#: a night of the fortnightly replay (2026-04-01 + 14 k) before the fire of the small archive
+SNAPSHOT_NIGHT = "2026-06-10"

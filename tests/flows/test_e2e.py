@@ -92,6 +92,37 @@ def test_a_rerun_of_the_same_night_adds_nothing(replay, prefect_harness):
     pd.testing.assert_frame_equal(pd.read_parquet(out / "stats.parquet"), before["stats"])
     assert (xr.open_zarr(out / "cubes" / "zhalong-demo.zarr")["time"].values == before["cube"]).all()
     assert not (out / "outbox").exists() or not list((out / "outbox").glob("*.eml"))
+    # the run published its summary as Prefect artifacts (markdown and table)
+    md, table = _latest_artifact("amurwatch-nightly"), _latest_artifact("amurwatch-nightly-table")
+    assert md.type == "markdown" and f"amurwatch nightly: {last}" in md.data
+    assert "**3 of 3 landscapes succeeded**" in md.data
+    rows = json.loads(table.data) if isinstance(table.data, str) else table.data
+    assert table.type == "table" and {r["landscape"] for r in rows} == {f["id"] for f in json.loads(
+        (replay["archive"] / "aoi.geojson").read_text())["features"]}
+    assert all(r["status"] == "ok" and r["new"] == 0 for r in rows)
+
+
+def _latest_artifact(key: str):
+    """The newest artifact with ``key``, read from Prefect's REST API.
+
+    Prefect 3.8.8's clients send ``"flow_runs": null, "task_runs": null`` unless given filters,
+    which its own API refuses (422); and an empty task-run filter joins on task runs, hiding the
+    flow-level artifacts. So the request leaves those keys out."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from prefect.client.orchestration import get_client
+
+    async def go():
+        async with get_client() as c:
+            r = await c._client.post("/artifacts/filter", json={
+                "artifacts": {"key": {"any_": [key]}}, "sort": "CREATED_DESC", "limit": 1, "offset": 0})
+            r.raise_for_status()
+            return r.json()
+
+    got = asyncio.run(go())
+    assert got, f"no artifact {key!r}"
+    return SimpleNamespace(**got[0])
 
 
 @contextmanager
@@ -158,3 +189,5 @@ def test_a_landscape_whose_source_fails_leaves_the_others_complete(prefect_harne
     finally:
         store.close()
     assert (tmp_path / "alerts.parquet").exists()  # outputs were still published
+    md = _latest_artifact("amurwatch-nightly")
+    assert f"**{len(lands) - 1} of {len(lands)} landscapes succeeded**; failed: {bad['id']}" in md.data
