@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-ALL = ["archive", "load", "processors", "nightly"]
+ALL = ["archive", "load", "processors", "nightly", "layouts"]
 
 
 def main(argv: list[str]) -> int:

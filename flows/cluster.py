@@ -14,16 +14,19 @@ __all__ = ["dask_client", "default_layout"]
 log = logging.getLogger(__name__)
 
 
-def default_layout(cores: int | None = None) -> tuple[int, int]:
-    """(workers, threads per worker) for a LocalCluster.
+def default_layout(cores: int | None = None) -> tuple[int, int, bool]:
+    """(workers, threads per worker, processes) for a LocalCluster.
 
-    GDAL decoding and NumPy release the GIL, so threads share the cube chunks without copies; one
-    process per 4 cores keeps Python-heavy steps (vectorising, the STAC client) from serialising.
-    ``benchmarks/nightly.py --layouts`` measures the alternatives.
+    GDAL decoding and NumPy release the GIL, so threads share the cube chunks without copies. On 2
+    cores one in-process worker with 2 threads was fastest (``python -m benchmarks layouts``: worker
+    processes pay for moving every chunk between processes). From 8 cores on, one process per 4
+    cores keeps the Python-heavy steps of many tasks from queueing on one interpreter.
     """
     n = cores or os.cpu_count() or 1
-    workers = max(1, n // 4)
-    return workers, max(1, n // workers)
+    if n < 8:
+        return 1, n, False
+    workers = n // 4
+    return workers, max(1, n // workers), True
 
 
 @contextlib.contextmanager
@@ -36,12 +39,13 @@ def dask_client(cfg: DaskSettings) -> Iterator["object"]:
         with Client(cfg.scheduler_address, set_as_default=True) as client:
             yield client
         return
-    w, t = default_layout()
+    w, t, p = default_layout()
     kw = {"n_workers": cfg.n_workers or w, "threads_per_worker": cfg.threads_per_worker or t,
-          "processes": cfg.processes, "dashboard_address": ":0"}  # a free port: never "8787 in use"
+          "processes": p if cfg.processes is None else cfg.processes,
+          "dashboard_address": ":0"}  # a free port: never "8787 in use"
     if cfg.memory_limit:
         kw["memory_limit"] = cfg.memory_limit
     with LocalCluster(**kw) as cluster, Client(cluster, set_as_default=True) as client:
         log.info("LocalCluster: %d workers x %d threads (processes=%s)", kw["n_workers"], kw["threads_per_worker"],
-                 cfg.processes)
+                 kw["processes"])
         yield client

@@ -34,7 +34,7 @@ from outputs.alerts import AlertStore
 from outputs.notify import deliver_digests
 from outputs.report import write_report
 from outputs.stac_record import write_output_catalog
-from outputs.stats import append_stats
+from outputs.stats import append_stats, read_stats
 from sources.search import solar_date
 
 from . import pipeline
@@ -101,10 +101,19 @@ def alerts_task(settings: Settings, landscape_id: str, night: str, final: bool =
 @task(name="stats", retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE,
       task_run_name="stats-{landscape_id}")
 def stats_task(settings: Settings, landscape_id: str, ingest: dict) -> int:
-    df = pipeline.landscape_stats(settings, _land(settings, landscape_id), ingest.get("times", []))
+    out = pipeline.out_path(settings)
+    # the slices written now, and any slice of the cube the table lacks: a run killed between its
+    # cube commit and this task left some, which the rerun (writing nothing new) must still add
+    have = read_stats(out / "stats.parquet")
+    have = have[(have["landscape_id"] == landscape_id) & (have["variable"] == "clear_fraction")]
+    t = pd.DatetimeIndex(have["time"])
+    done = set((t.tz_convert("UTC").tz_localize(None) if t.tz is not None else t).floor("s"))
+    cube = pipeline.cube_store(settings, landscape_id)
+    missing = [str(t)[:19] for t in cube.times().floor("s") if t not in done]
+    times = sorted(set(ingest.get("times", [])) | set(missing))
+    df = pipeline.landscape_stats(settings, _land(settings, landscape_id), times)
     if not len(df):
         return 0
-    out = pipeline.out_path(settings)
     with _file_lock(out / ".stats.lock"):
         append_stats(out / "stats.parquet", df)
     return len(df)
@@ -254,7 +263,7 @@ def _publish(settings: Settings, store: AlertStore, lands: list[Landscape], nigh
     report_path = None
     if report:
         report_path = write_report(out, night.isoformat(), lands, store=store, summary=summary.landscapes,
-                                   window_days=settings.report_window_days, cubes=cubes)
+                                   window_days=settings.report_window_days, cube_store=cubes)
         summary.paths["report"] = str(report_path)
     if notify and (settings.smtp is not None or settings.mail_dry_run):
         from .images import digest_images
@@ -267,7 +276,7 @@ def _publish(settings: Settings, store: AlertStore, lands: list[Landscape], nigh
         summary.mail = {"sent": rep.sent, "written": {k: str(v) for k, v in rep.written.items()},
                         "failed": rep.failed, "skipped": rep.skipped}
     if report:
-        summary.paths["stac"] = str(write_output_catalog(out, lands, run_date=night.isoformat(), cubes=cubes))
+        summary.paths["stac"] = str(write_output_catalog(out, lands, run_date=night.isoformat(), cube_store=cubes))
 
 
 def _artifacts(summary: RunSummary) -> None:

@@ -94,7 +94,7 @@ class DaskSettings(BaseModel):
     n_workers: int | None = Field(None, ge=1)  #: LocalCluster workers (default: see flows.cluster)
     threads_per_worker: int | None = Field(None, ge=1)
     memory_limit: str | None = None  #: per worker, e.g. "4GiB"
-    processes: bool = True
+    processes: bool | None = None  #: worker processes; default: in-process below 8 cores (measured fastest)
 
 
 class Settings(BaseSettings):

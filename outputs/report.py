@@ -55,7 +55,7 @@ def ndvi_anomaly(cube, *, end: str | dt.date, window_days: int = 30, min_years: 
 
 def write_report(out_dir: str | Path, run_date: str, landscapes: Sequence[Landscape], *, store: AlertStore,
                  summary: Mapping[str, Mapping[str, Any]] | None = None, window_days: int = 30,
-                 cubes: Callable[[str], CubeStore] | None = None) -> Path:
+                 cube_store: Callable[[str], CubeStore] | None = None) -> Path:
     """Write the report of the run of ``run_date`` (``YYYY-MM-DD``); returns the path of index.html.
 
     ``summary`` maps a landscape id to what the run did there (``status``, ``scenes``, ...).
@@ -78,7 +78,7 @@ def write_report(out_dir: str | Path, run_date: str, landscapes: Sequence[Landsc
              "lonlat": (f"{r.centroid_lon:.5f}, {r.centroid_lat:.5f}" if pd.notna(r.centroid_lon) else "")}
             for r in active.sort_values(["first_detected", "alert_id"], ascending=[False, True]).itertuples()]
         sec["images"]["map"] = _save(rdir / f"{land.id}-map.png", alert_map_png(land, active))
-        cube = cubes(land.id) if cubes else CubeStore(out / "cubes" / f"{land.id}.zarr")
+        cube = cube_store(land.id) if cube_store else CubeStore(out / "cubes" / f"{land.id}.zarr")
         if cube.exists():
             ds = cube.open()
             an = ndvi_anomaly(ds, end=day, window_days=window_days)

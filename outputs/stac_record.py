@@ -38,10 +38,10 @@ def _utc(t) -> dt.datetime:
 
 
 def write_output_catalog(out_dir: str | Path, landscapes: Sequence[Landscape], *, run_date: str | None = None,
-                         cubes: Callable[[str], CubeStore] | None = None) -> Path:
+                         cube_store: Callable[[str], CubeStore] | None = None) -> Path:
     """(Re)write ``out_dir/stac/catalog.json`` for the cubes and tables present in ``out_dir``.
 
-    ``cubes`` maps a landscape id to its store when the cubes live elsewhere (an object store):
+    ``cube_store`` maps a landscape id to its store when the cubes live elsewhere (an object store):
     their assets then carry absolute URLs instead of paths relative to the catalog."""
     out = Path(out_dir).resolve()
     root = out / "stac"
@@ -53,8 +53,8 @@ def write_output_catalog(out_dir: str | Path, landscapes: Sequence[Landscape], *
     DatacubeExtension.add_to(cubes)
     boxes, t0s, t1s = [], [], []
     for land in landscapes:
-        store = cubes(land.id) if cubes else CubeStore(out / "cubes" / f"{land.id}.zarr")
-        href = f"../../../cubes/{land.id}.zarr" if cubes is None else store.url
+        store = cube_store(land.id) if cube_store else CubeStore(out / "cubes" / f"{land.id}.zarr")
+        href = f"../../../cubes/{land.id}.zarr" if cube_store is None else store.url
         fs, root_path = store._fs(store.url)
         if not store.exists():
             continue

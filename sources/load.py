@@ -184,8 +184,18 @@ def _check_asset(scene: _Scene, band: str, use_file_grid: bool, report: LoadRepo
             f_epsg = ds.crs.to_epsg() if ds.crs else None
             f_shape = [ds.height, ds.width]
             f_transform = list(ds.transform)[:6]
+            f_dtype = np.dtype(ds.dtypes[0])
     except Exception as exc:  # RasterioIOError, CPLE_*: unreadable, missing, corrupt
         return SkippedScene(iid, key, f"unreadable: {str(exc).splitlines()[0][:200]}")
+    # the wrong pixel type would be scaled as if it were the catalogue's digital numbers
+    said = ((asset.get("raster:bands") or [{}])[0] or {}).get("data_type")
+    sc = scene.scaling.get(band)
+    if said and np.dtype(said) != f_dtype:
+        return SkippedScene(iid, key, f"the file holds {f_dtype} pixels but raster:bands says {said}: the scale "
+                                      "and offset would give wrong reflectance. Fix: correct the file or the catalogue")
+    if not said and f_dtype.kind == "f" and sc is not None and sc.scale != 1:
+        return SkippedScene(iid, key, f"the file holds {f_dtype} pixels where digital numbers (integers, scale "
+                                      f"{sc.scale}) are expected. Fix: correct the file or the catalogue")
     epsg, shape, transform = _meta_grid(scene.item, asset)
     missing = [n for n, v in (("proj:epsg", epsg), ("proj:shape", shape), ("proj:transform", transform)) if v is None]
     differs = []

@@ -156,6 +156,7 @@ def _search_api(url, intersects, t0, t1, collections, limit, retry: RetryPolicy)
     from pystac_client import Client
     from pystac_client.exceptions import APIError
     from pystac_client.stac_api_io import StacApiIO
+    from pystac.errors import STACError
     from urllib3.exceptions import MaxRetryError
 
     io = StacApiIO(max_retries=retry.urllib3(), timeout=retry.timeout_s)
@@ -168,14 +169,22 @@ def _search_api(url, intersects, t0, t1, collections, limit, retry: RetryPolicy)
                                    datetime=[t0.isoformat().replace("+00:00", "Z"),
                                              t1.isoformat().replace("+00:00", "Z")], limit=limit)
             return list(search.items_as_dicts())
-        except (ValueError, requests.exceptions.ChunkedEncodingError, requests.exceptions.ConnectionError) as exc:
+        except (ValueError, STACError, requests.exceptions.ChunkedEncodingError,
+                requests.exceptions.ConnectionError) as exc:
             exhausted = any(isinstance(a, MaxRetryError) for a in exc.args)  # urllib3 already retried it
             if exhausted or attempt == retry.retries:
                 raise SearchError(f"STAC API {url} failed after {retry.retries} retries: {exc}. Fix: check the URL "
                                   "and the service status, or raise the retry budget") from exc
             log.warning("STAC API %s: %s; restarting the search (%d/%d)", url, exc, attempt + 1, retry.retries)
             time.sleep(retry.backoff_s * 2 ** attempt)
-        except (APIError, requests.RequestException) as exc:
+        except APIError as exc:
+            code = getattr(exc, "status_code", None)
+            if code is not None:  # an answer that is not retried (4xx): say what the server said
+                raise SearchError(f"STAC API {url} refused the search (HTTP {code}: {str(exc)[:300] or 'no detail'}). "
+                                  "Fix: check the collections, dates and area of the search, and the URL") from exc
+            raise SearchError(f"STAC API {url} failed after {retry.retries} retries: {exc}. Fix: check the URL and "
+                              "the service status, or raise the retry budget") from exc
+        except requests.RequestException as exc:
             raise SearchError(f"STAC API {url} failed after {retry.retries} retries: {exc}. Fix: check the URL and "
                               "the service status, or raise the retry budget") from exc
     raise AssertionError("unreachable")
