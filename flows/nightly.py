@@ -109,8 +109,9 @@ def stats_task(settings: Settings, landscape_id: str, ingest: dict) -> int:
     t = pd.DatetimeIndex(have["time"])
     done = set((t.tz_convert("UTC").tz_localize(None) if t.tz is not None else t).floor("s"))
     cube = pipeline.cube_store(settings, landscape_id)
-    missing = [str(t)[:19] for t in cube.times().floor("s") if t not in done]
-    times = sorted(set(ingest.get("times", [])) | set(missing))
+    missing = [t for t in cube.times().floor("s") if t not in done]
+    want = pd.DatetimeIndex(pd.to_datetime(list(ingest.get("times", []))).append(pd.DatetimeIndex(missing)))
+    times = [t.isoformat() for t in want.floor("s").unique().sort_values()]
     df = pipeline.landscape_stats(settings, _land(settings, landscape_id), times)
     if not len(df):
         return 0

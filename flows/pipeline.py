@@ -403,13 +403,15 @@ def forest_burn_nightly(store: CubeStore, ds: xr.Dataset, *, season0: dt.date, y
     how = "updated"
     if st is None:
         how = f"built ({digest})"
-    elif st.through is not None and (_history_digest(ds, st.through) != digest
-                                     or int((season & (secs <= st.through)).sum()) != st.n_obs):
+    elif st.through is None:  # nothing fed yet: start again (a late pre-season scene may have arrived)
+        st, how = None, "built (nothing fed yet)"
+    elif (_history_digest(ds, st.through) != digest
+          or int((season & (secs <= st.through)).sum()) != st.n_obs):
         st, how = None, "rebuilt (the history changed: a late or replaced scene)"
     if st is None:
         st = ForestBurnState.new((ds.sizes["y"], ds.sizes["x"]))
         prime(st, ds.isel(time=np.nonzero(~season)[0]))
-    todo = np.nonzero(season & ((secs > st.through) if st.through is not None else True))[0]
+    todo = np.nonzero(season & (secs > st.through) if st.through is not None else season)[0]
     is_base = np.asarray(t.year.isin(base_years))
     doy = t.dayofyear.values
     for i in range(0, len(todo), STATE_BATCH):
