@@ -23,6 +23,7 @@ def main() -> int:
     store = AlertStore(settings.state_url())
     try:
         with run_lock(store):
+            print("ready", flush=True)  # imports done, lock held: the run proper starts
             for night in cfg["nights"]:
                 s = run_night(settings, dt.date.fromisoformat(night), inline=True, report=True)
                 if s.failed:

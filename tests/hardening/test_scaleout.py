@@ -32,10 +32,12 @@ def s3_server():
     srv.start()
     opts = {"key": "amurwatch-test", "secret": "amurwatch-test", "endpoint_url": f"http://127.0.0.1:{port}",
             "client_kwargs": {"region_name": "us-east-1"}}
+    import boto3
     import s3fs
 
+    boto3.client("s3", endpoint_url=opts["endpoint_url"], aws_access_key_id=opts["key"],
+                 aws_secret_access_key=opts["secret"], region_name="us-east-1").create_bucket(Bucket="amurwatch-cubes")
     fs = s3fs.S3FileSystem(**opts)
-    fs.mkdir("amurwatch-cubes")
     try:
         yield fs, opts
     finally:
