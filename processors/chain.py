@@ -21,10 +21,10 @@ from scipy import ndimage
 
 from .burn import SEVERITY_NAMES, burn_severity_at_detection, drop_from_previous, fire_like
 from .forest import CONFIRMED, forest_baseline, loss_status, seasonal_anomaly
-from .indices import nbr, ndvi
+from .indices import mndwi, nbr, ndvi
 from .vectorize import vectorize_alerts
 
-__all__ = ["ChainThresholds", "forest_burn_layers", "forest_burn_alerts", "wetland_layers", "wetland_alerts",
+__all__ = ["ChainThresholds", "observation_layers", "forest_burn_layers", "forest_burn_alerts", "wetland_layers", "wetland_alerts",
            "grassland_layers"]
 
 
@@ -45,6 +45,38 @@ class ChainThresholds:
     forest_mmu_ha: float = 0.5
     burn_mmu_ha: float = 1.0
     burn_core_ha: float = 0.25  #: a fire has a core of at least moderate severity (dNBR >= 0.27)
+
+
+def observation_layers(ds: xr.Dataset, *, monitor_start: str, thresholds: ChainThresholds = ChainThresholds()
+                       ) -> xr.Dataset:
+    """The stateless layers of each observation from ``monitor_start`` on, lazily.
+
+    ``ds`` holds the baseline years (for the same-season anomaly) and the observations to process.
+    :func:`forest_burn_layers` runs them over a season at once; :mod:`processors.incremental` feeds
+    them to a per-pixel state night by night.
+    Returns a Dataset (time, y, x): ``fire`` and ``loss`` (1/0/NaN), ``weak`` (bool, 10 m platforms
+    only), ``nbr``, ``visible`` and ``nbr_broad`` (the inputs of the stateful steps).
+    """
+    th = thresholds
+    nd = ndvi(ds["red"], ds["nir"])
+    nb = nbr(ds["nir08"], ds["swir22"])
+    d_nb = seasonal_anomaly(nb, start=monitor_start, window_days=th.window_days)
+    d_nd = seasonal_anomaly(nd, start=monitor_start, window_days=th.window_days)
+    d_sw = seasonal_anomaly(ds["swir16"], start=monitor_start, window_days=th.window_days)
+    mon = ds.sel(time=d_nb["time"])
+    visible = (mon["blue"] + mon["green"] + mon["red"]) / 3
+    observed = d_nb.notnull() & d_nd.notnull()
+    fire = fire_like(d_nb, d_sw, visible, mndwi=mndwi(mon["green"], mon["swir16"]), min_nbr_drop=th.burn_nbr_drop)
+    loss = ((d_nb >= th.forest_nbr_drop) & (d_nd >= th.forest_ndvi_drop)).astype(np.float32).where(observed)
+    w = th.weak_fraction
+    weak = ((d_nb >= w * th.forest_nbr_drop) & (d_nd >= w * th.forest_ndvi_drop)).where(observed, False)
+    if "platform" in ds.coords and ds["platform"].ndim == 1:
+        # edges are judged at 10 m: Landsat's 30 m pixels would smear a clearing by up to 20 m
+        plat = ds["platform"].sel(time=d_nb["time"]).values.astype(str)
+        weak = weak & xr.DataArray(np.char.startswith(plat, "sentinel-2"), dims="time", coords={"time": d_nb["time"]})
+    return xr.Dataset({"fire": fire, "loss": loss, "weak": weak, "nbr": nb.sel(time=d_nb["time"]),
+                       # severity on Key & Benson's own scale: NBR with the broad NIR (TM band 4 ~ MSI B08)
+                       "visible": visible, "nbr_broad": nbr(mon["nir"], mon["swir22"])})
 
 
 def forest_burn_layers(ds: xr.Dataset, *, monitor_start: str, mask_years: list[int], start_doy: int, end_doy: int,
@@ -77,38 +109,21 @@ def forest_burn_layers(ds: xr.Dataset, *, monitor_start: str, mask_years: list[i
     nb = nbr(ds["nir08"], ds["swir22"])
     forest = forest_mask if forest_mask is not None else forest_baseline(
         nd, nb, years=mask_years, start_doy=start_doy, end_doy=end_doy)
-    d_nb = seasonal_anomaly(nb, start=monitor_start, window_days=th.window_days)
-    d_nd = seasonal_anomaly(nd, start=monitor_start, window_days=th.window_days)
-    d_sw = seasonal_anomaly(ds["swir16"], start=monitor_start, window_days=th.window_days)
-    mon = ds.sel(time=d_nb["time"])
-    visible = (mon["blue"] + mon["green"] + mon["red"]) / 3
-    observed = d_nb.notnull() & d_nd.notnull()
-
-    from .indices import mndwi
-
-    fire = fire_like(d_nb, d_sw, visible, mndwi=mndwi(mon["green"], mon["swir16"]), min_nbr_drop=th.burn_nbr_drop)
+    obs = observation_layers(ds, monitor_start=monitor_start, thresholds=th)  # the per-observation layers
+    fire = obs["fire"]
     all_vis = (ds["blue"] + ds["green"] + ds["red"]) / 3
-    step = drop_from_previous(nb).sel(time=d_nb["time"])
-    vstep = drop_from_previous(all_vis).sel(time=d_nb["time"])
+    step = drop_from_previous(nb).sel(time=fire["time"])
+    vstep = drop_from_previous(all_vis).sel(time=fire["time"])
     trigger = ((step >= th.burn_step_drop) & (abs(vstep) <= th.max_visible_step)).astype(np.float32)
     burn = loss_status(fire, trigger=trigger, confirm=th.confirm, of_next=th.of_next, within_days=th.within_days)
     first_obs = (fire["time"] == burn["first_detected"]).astype(np.float32)
-    # severity on Key & Benson's own scale: NBR with the broad NIR (TM band 4 ~ MSI B08; OLI has only B5)
-    nb_broad = nbr(ds["nir"], ds["swir22"])
-    sev = burn_severity_at_detection(nb_broad.sel(time=d_nb["time"]), first_obs)
+    sev = burn_severity_at_detection(obs["nbr_broad"], first_obs)
     burned = burn["status"] == CONFIRMED
 
-    loss = ((d_nb >= th.forest_nbr_drop) & (d_nd >= th.forest_ndvi_drop)).astype(np.float32).where(observed)
-    loss = loss.where(forest & ~burned)
-    status = loss_status(loss, confirm=th.confirm, of_next=th.of_next, within_days=th.within_days)
+    status = loss_status(obs["loss"].where(forest & ~burned), confirm=th.confirm, of_next=th.of_next,
+                         within_days=th.within_days)
     w = th.weak_fraction
-    weak = ((d_nb >= w * th.forest_nbr_drop) & (d_nd >= w * th.forest_ndvi_drop)).where(observed, False)
-    if "platform" in ds.coords and ds["platform"].ndim == 1:
-        # edges are judged at 10 m: Landsat's 30 m pixels would smear a clearing by up to 20 m
-        plat = ds["platform"].sel(time=d_nb["time"]).values.astype(str)
-        fine = xr.DataArray(np.char.startswith(plat, "sentinel-2"), dims="time", coords={"time": d_nb["time"]})
-        weak = weak & fine
-    weak_count = weak.where(forest & ~burned, False).sum("time")
+    weak_count = obs["weak"].where(forest & ~burned, False).sum("time")
 
     out = xr.Dataset({
         "forest": forest.astype(bool),

@@ -11,7 +11,7 @@ season has run. The season-long chain needs, per pixel, only
 - the count of weak-evidence observations (the hysteresis of confirmed clearings).
 
 Each new observation needs its same-season anomaly, which reads the baseline years only. So
-:func:`observation_layers` computes the stateless per-observation layers (lazy, xarray),
+:func:`processors.chain.observation_layers` computes the stateless per-observation layers (lazy, xarray),
 :func:`advance` feeds them to the state (NumPy, in time order), and :func:`state_layers` turns the
 state into the chain's output layers. Pixels outside the forest mask, or burned, are masked at the
 end: the state machines are per pixel, so masking a whole series or its final status is the same.
@@ -22,15 +22,15 @@ state (a late scene) rebuilds the state from the start of the season.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import xarray as xr
 
-from .burn import fire_like, severity_classes
-from .chain import ChainThresholds
-from .forest import CONFIRMED, seasonal_anomaly, seconds_to_time, status_step, time_axes
-from .indices import mndwi, nbr, ndvi
+from .burn import severity_classes
+from .chain import ChainThresholds, observation_layers
+from .forest import CONFIRMED, seconds_to_time, status_step, time_axes
+from .indices import nbr
 
 __all__ = ["ForestBurnState", "observation_layers", "prime", "advance", "state_layers", "STATE_DTYPES"]
 
@@ -51,7 +51,6 @@ class ForestBurnState:
     arrays: dict[str, np.ndarray]
     through: float | None = None  #: time of the last observation fed (seconds since 1970)
     n_obs: int = 0  #: observations fed since the start of the season
-    log: list[str] = field(default_factory=list)
 
     @classmethod
     def new(cls, shape: tuple[int, int]) -> "ForestBurnState":
@@ -67,34 +66,6 @@ class ForestBurnState:
     def store_machine(self, prefix: str, st: dict[str, np.ndarray]) -> None:
         for k, v in st.items():
             self.arrays[f"{prefix}_{k}"] = v.astype(STATE_DTYPES[f"{prefix}_{k}"])
-
-
-def observation_layers(ds: xr.Dataset, *, monitor_start: str, thresholds: ChainThresholds = ChainThresholds()
-                       ) -> xr.Dataset:
-    """The stateless layers of each observation from ``monitor_start`` on, lazily.
-
-    ``ds`` holds the baseline years (for the same-season anomaly) and the observations to process.
-    Returns a Dataset (time, y, x): ``fire`` and ``loss`` (1/0/NaN), ``weak`` (bool, 10 m platforms
-    only), ``nbr``, ``visible`` and ``nbr_broad`` (the inputs of the stateful steps).
-    """
-    th = thresholds
-    nd = ndvi(ds["red"], ds["nir"])
-    nb = nbr(ds["nir08"], ds["swir22"])
-    d_nb = seasonal_anomaly(nb, start=monitor_start, window_days=th.window_days)
-    d_nd = seasonal_anomaly(nd, start=monitor_start, window_days=th.window_days)
-    d_sw = seasonal_anomaly(ds["swir16"], start=monitor_start, window_days=th.window_days)
-    mon = ds.sel(time=d_nb["time"])
-    visible = (mon["blue"] + mon["green"] + mon["red"]) / 3
-    observed = d_nb.notnull() & d_nd.notnull()
-    fire = fire_like(d_nb, d_sw, visible, mndwi=mndwi(mon["green"], mon["swir16"]), min_nbr_drop=th.burn_nbr_drop)
-    loss = ((d_nb >= th.forest_nbr_drop) & (d_nd >= th.forest_ndvi_drop)).astype(np.float32).where(observed)
-    w = th.weak_fraction
-    weak = ((d_nb >= w * th.forest_nbr_drop) & (d_nd >= w * th.forest_ndvi_drop)).where(observed, False)
-    if "platform" in ds.coords and ds["platform"].ndim == 1:
-        plat = ds["platform"].sel(time=d_nb["time"]).values.astype(str)
-        weak = weak & xr.DataArray(np.char.startswith(plat, "sentinel-2"), dims="time", coords={"time": d_nb["time"]})
-    return xr.Dataset({"fire": fire, "loss": loss, "weak": weak, "nbr": nb.sel(time=d_nb["time"]),
-                       "visible": visible, "nbr_broad": nbr(mon["nir"], mon["swir22"])})
 
 
 def prime(state: ForestBurnState, before: xr.Dataset) -> None:

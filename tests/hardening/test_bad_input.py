@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+import xarray as xr
 
 from aoi.landscapes import load_landscapes
 from flows import pipeline
@@ -75,8 +76,6 @@ def test_a_file_with_the_wrong_pixel_type_is_skipped_and_reported(seeded, tmp_pa
     assert any(it["id"] in x and "float32 pixels but raster:bands says uint16" in x and "Fix:" in x
                for x in rep.skipped), rep.skipped
     assert rep.slices_written == 1  # the good scene went in, the bad one did not
-    import xarray as xr
-
     ids = [str(v) for v in xr.open_zarr(cubes / f"{land.id}.zarr")["item_id"].values]
     assert it["id"] not in ids and items[3]["id"] in ids
 
@@ -94,8 +93,6 @@ def test_a_scene_with_no_data_over_the_landscape_is_an_observation_without_clear
         a["href"] = str(p)
     rep = pipeline.ingest(s, land, [it])
     assert rep.slices_written == 1 and rep.last_clear is None
-    import xarray as xr
-
     ds = xr.open_zarr(cubes / f"{land.id}.zarr")
     one = ds.sel(time=ds["item_id"] == it["id"])
     assert int(one["clear"].sum()) == 0 and int(one["ndvi"].count()) == 0 and int(one["red"].count()) == 0

@@ -23,6 +23,7 @@ from aoi.landscapes import load_landscapes
 from flows import pipeline
 from flows.demo import demo_settings
 
+from ..loopback import serve_http
 from ..sources.conftest import demo_items
 
 pytestmark = pytest.mark.slow
@@ -89,14 +90,8 @@ def cog_server(root: Path, faults: dict[str, str]):
         def do_HEAD(self):
             self._serve(True)
 
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-    srv.daemon_threads = True
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{srv.server_port}", hits
-    finally:
-        srv.shutdown()
-        srv.server_close()
+    with serve_http(H) as url:
+        yield url, hits
 
 
 def _remote(items: list[dict], root: Path, base: str) -> list[dict]:

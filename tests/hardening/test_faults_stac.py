@@ -18,6 +18,7 @@ from aoi.landscapes import load_landscapes
 from demo.mailserver import MailCatcher
 from sources.search import RetryPolicy, SearchError, search_items
 
+from ..loopback import serve_http
 from .test_kill import _assert_same, _old_digests, _finish, _outputs, _snapshot, _start, reference  # noqa: F401
 
 FAULTS = ("503", "timeout", "slow", "truncated")
@@ -78,14 +79,8 @@ def chaos_proxy(upstream: str, schedule, *, hang_s: float = 3.0, slow_s: float =
         def do_POST(self):
             self._go(self.rfile.read(int(self.headers.get("Content-Length", 0))))
 
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-    srv.daemon_threads = True
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{srv.server_port}", seen
-    finally:
-        srv.shutdown()
-        srv.server_close()
+    with serve_http(H) as url:
+        yield url, seen
 
 
 def _kw(small_archive):

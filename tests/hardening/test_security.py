@@ -85,11 +85,11 @@ def test_user_strings_are_escaped_in_the_report(tmp_path):
 
 @pytest.mark.parametrize("bad", ["../../etc", "a/b", "..", "/abs", "zhalong\\..\\x", "Zhalong", "x%2f..%2fy"])
 def test_landscape_ids_that_could_become_paths_are_refused(tmp_path, bad):
-    fc = json.loads(json.dumps({"type": "FeatureCollection", "features": [{
+    fc = {"type": "FeatureCollection", "features": [{
         "type": "Feature", "id": bad, "geometry": {"type": "Polygon", "coordinates": [[
             [124.0, 47.0], [124.1, 47.0], [124.1, 47.1], [124.0, 47.1], [124.0, 47.0]]]},
         "properties": {"id": bad, "name": "x", "ecosystems": ["wetland"], "country": ["CN"],
-                       "managers": ["a@example.org"], "boundary_source": "approximate"}}]}))
+                       "managers": ["a@example.org"], "boundary_source": "approximate"}}]}
     (tmp_path / "aoi.geojson").write_text(json.dumps(fc))
     with pytest.raises(AoiValidationError, match="not a slug"):
         load_landscapes(tmp_path / "aoi.geojson")
