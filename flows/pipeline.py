@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from aoi.grid import Grid
 from aoi.landscapes import Landscape, load_landscapes
 from outputs.alerts import AlertStore
 from outputs.cube import CubeStore, _atomic_put
@@ -44,7 +45,7 @@ from processors.indices import mndwi, nbr, ndvi
 from processors.seasons import season_windows
 from processors.vectorize import vectorize_alerts
 from processors.water import water_mask
-from sources.load import load_reflectance
+from sources.load import _mosaic_solar_days, load_reflectance
 from sources.search import merge_duplicates, search_items, solar_date
 
 from .settings import Settings
@@ -85,17 +86,46 @@ def select_landscapes(settings: Settings) -> list[Landscape]:
 
 
 def find_items(settings: Settings, land: Landscape, start: str | dt.date, end: str | dt.date) -> list[dict]:
-    """Items of every source intersecting the landscape over [start, end], duplicates merged."""
+    """Items of every source intersecting the landscape over [start, end], duplicates merged.
+
+    Earth Engine images (``earthengine.enabled``) come as STAC-like items (:func:`sources.earthengine.as_item`),
+    so the same acquisition found on a STAC API and on Earth Engine is one scene."""
     items: list[dict] = []
     for src in settings.sources:
         items += search_items(src.url, intersects=land.geometry, start=start, end=end,
                               collections=src.collections, max_cloud=src.max_cloud)
-    if settings.earthengine:
-        from aoi.errors import AmurwatchError
+    ee_cfg = settings.earthengine
+    if ee_cfg.enabled:
+        from sources import earthengine as eesrc
 
-        raise AmurwatchError("earthengine = true: the Earth Engine source (sources.earthengine.search_ee / load_ee) "
-                             "is not wired into the flows yet; set earthengine = false and use a STAC source")
-    return merge_duplicates(items) if len(settings.sources) > 1 else items
+        eesrc.ensure_initialized(ee_cfg.project)
+        for col in ee_cfg.collections:
+            items += [eesrc.as_item(im, region=land.geometry) for im in eesrc.search_ee(
+                col, intersects=land.geometry, start=str(start), end=str(end), max_cloud=ee_cfg.max_cloud)]
+    return merge_duplicates(items) if len(settings.sources) + ee_cfg.enabled > 1 else items
+
+
+def load_items(items: Sequence[dict], grid: Grid) -> tuple[xr.Dataset, list[str]]:
+    """Clear-sky reflectance of STAC items and Earth Engine images together, on ``grid`` (the cube's
+    bands, Landsat harmonised to Sentinel-2), and the scenes skipped with their reasons."""
+    from sources.earthengine import EE_ITEM_KEY, is_ee_item, load_ee
+
+    stac = [it for it in items if not is_ee_item(it)]
+    ee_images = [it[EE_ITEM_KEY] for it in items if is_ee_item(it)]
+    parts, skipped = [], []
+    if stac:
+        ds, lrep = load_reflectance(stac, grid, bands=list(BANDS), harmonize=True)
+        skipped = [f"{s_.item_id} ({s_.asset}: {s_.reason})" for s_ in lrep.skipped]
+        parts.append(ds)
+    if ee_images:
+        parts.append(load_ee(ee_images, grid, bands=list(BANDS), harmonize=True))
+    if len(parts) == 1:
+        return parts[0], skipped
+    keep = ["platform", "item_id", "collection", "processing_baseline", "cloud_cover", "offset", "solar_date"]
+    parts = [p_[list(BANDS) + ["clear", "snow"]].drop_vars([c for c in p_.coords if c not in keep + ["time", "y", "x"]])
+             for p_ in parts]
+    ds = _mosaic_solar_days(xr.concat(parts, dim="time").sortby("time"))
+    return ds.rio.write_crs(grid.epsg), skipped
 
 
 @dataclass
@@ -141,15 +171,14 @@ def ingest(settings: Settings, land: Landscape, items: Sequence[dict], *,
         return rep
     days = {solar_date(it) for it in new}
     todo = [it for it in items if solar_date(it) in days]  # a late tile completes its day's mosaic
-    ds, lrep = load_reflectance(todo, land.grid(settings.resolution), bands=list(BANDS), harmonize=True)
-    rep.skipped = [f"{s.item_id} ({s.asset}: {s.reason})" for s in lrep.skipped]
+    grid = land.grid(settings.resolution)
+    ds, rep.skipped = load_items(todo, grid)
     if ds.sizes.get("time", 0) == 0:
         return rep
     n = ds.sizes["time"]
     for i in range(0, n, WRITE_BATCH):
-        part = _compute_or_skip(ds.isel(time=slice(i, i + WRITE_BATCH)), rep, lambda ids: load_reflectance(
-            [it for it in todo if it["id"] in ids], land.grid(settings.resolution), bands=list(BANDS),
-            harmonize=True)[0])
+        part = _compute_or_skip(ds.isel(time=slice(i, i + WRITE_BATCH)), rep,
+                                lambda ids: load_items([it for it in todo if it["id"] in ids], grid)[0])
         if part is None:
             continue
         part = slices_from_reflectance(part)  # on the loaded batch: no graph to build

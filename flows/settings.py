@@ -23,7 +23,7 @@ from aoi.errors import AmurwatchError
 from outputs.notify import SmtpSettings
 from processors.chain import ChainThresholds
 
-__all__ = ["Settings", "SourceConfig", "ThresholdSettings", "DaskSettings", "SettingsError", "load_settings",
+__all__ = ["Settings", "SourceConfig", "EarthEngineConfig", "ThresholdSettings", "DaskSettings", "SettingsError", "load_settings",
            "EARTH_SEARCH", "PLANETARY_COMPUTER"]
 
 EARTH_SEARCH = "https://earth-search.aws.element84.com/v1"
@@ -42,6 +42,32 @@ class SourceConfig(BaseModel):
     url: str = Field(min_length=1)
     collections: list[str] | None = None  #: None: every collection the profiles know
     max_cloud: float = Field(80.0, ge=0, le=100)  #: eo:cloud_cover filter, applied on the client side
+
+
+EE_DEFAULT_COLLECTIONS = ["COPERNICUS/S2_SR_HARMONIZED", "LANDSAT/LC08/C02/T1_L2", "LANDSAT/LC09/C02/T1_L2"]
+
+
+class EarthEngineConfig(BaseModel):
+    """Google Earth Engine as a source of the flows, beside (or instead of) the STAC sources.
+
+    ``earthengine = true`` is short for ``[earthengine] enabled = true``. The service-account key is
+    read from the file named by ``$AMURWATCH_EE_KEY``, never from the settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = False
+    collections: list[str] = Field(default_factory=lambda: list(EE_DEFAULT_COLLECTIONS))
+    max_cloud: float = Field(80.0, ge=0, le=100)  #: scene cloud cover filter, applied by Earth Engine
+    project: str | None = None  #: Google Cloud project billed; None: the key's project_id
+
+    @field_validator("collections")
+    @classmethod
+    def _known(cls, v: list[str]) -> list[str]:
+        bad = [c for c in v if c not in EE_DEFAULT_COLLECTIONS]
+        if bad or not v:
+            raise ValueError(f"Earth Engine collection(s) {bad or v} are not supported; use some of "
+                             f"{EE_DEFAULT_COLLECTIONS}")
+        return v
 
 
 class ThresholdSettings(BaseModel):
@@ -105,7 +131,7 @@ class Settings(BaseSettings):
 
     sources: list[SourceConfig] = Field(default_factory=lambda: [
         SourceConfig(url=EARTH_SEARCH, collections=["sentinel-2-c1-l2a", "landsat-c2-l2"])])
-    earthengine: bool = False  #: Earth Engine as a source of the flows: not wired in yet (sources.earthengine is)
+    earthengine: EarthEngineConfig = Field(default_factory=EarthEngineConfig)  #: ``true`` or a table
     aoi: Path | None = None  #: None: the packaged aoi/landscapes.geojson
     landscapes: list[str] | None = None  #: a subset of the AOI file's ids
     out: str = "amurwatch-output"  #: output root: a path or an fsspec URL (s3://bucket/prefix)
@@ -127,6 +153,20 @@ class Settings(BaseSettings):
     task_timeout_s: float = Field(3600.0, gt=0)  #: a task still running after this fails its landscape
     io_retries: int = Field(3, ge=0, le=10)  #: Prefect retries of the search and ingest tasks (IO), not of compute
     io_retry_delay_s: list[float] = Field(default_factory=lambda: [1.0, 5.0, 20.0])  #: backoff between them
+
+    @field_validator("earthengine", mode="before")
+    @classmethod
+    def _ee_toggle(cls, v: Any) -> Any:
+        if isinstance(v, str) and v.strip().lower() in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+            v = v.strip().lower() in ("true", "1", "yes", "on")
+        return {"enabled": v} if isinstance(v, bool) else v
+
+    @model_validator(mode="after")
+    def _some_source(self) -> "Settings":
+        if not self.sources and not self.earthengine.enabled:
+            raise ValueError("no imagery source: sources is empty and earthengine is off; add a STAC source "
+                             "([[sources]] url = ...) or set earthengine = true")
+        return self
 
     @field_validator("season_start")
     @classmethod

@@ -28,13 +28,17 @@ import xarray as xr
 
 from aoi.grid import Grid
 
-from .load import clear_sky_qa_pixel, clear_sky_scl
+from .load import _mosaic_solar_days, clear_sky_qa_pixel, clear_sky_scl
 from .profiles import DEFAULT_BANDS, HLS_MSI_TO_OLI, SourceError
 
-__all__ = ["EE_COLLECTIONS", "EeCollection", "initialize", "search_ee", "load_ee", "EarthEngineError", "KEY_ENV"]
+__all__ = ["EE_COLLECTIONS", "EeCollection", "initialize", "ensure_initialized", "search_ee", "load_ee", "as_item",
+           "is_ee_item", "EarthEngineError", "KEY_ENV", "EE_ITEM_KEY"]
 
 KEY_ENV = "AMURWATCH_EE_KEY"
 _PUBLIC = "projects/earthengine-public/assets/"
+#: where :func:`as_item` keeps the Earth Engine image descriptor inside the STAC-like item
+EE_ITEM_KEY = "amurwatch:ee"
+_initialized: dict[str, bool] = {}
 
 
 class EarthEngineError(SourceError):
@@ -85,6 +89,61 @@ def initialize(key_env: str = KEY_ENV, project: str | None = None) -> None:
         raise EarthEngineError(f"{path!r} is not a service-account key (no client_email)") from exc
     creds = ee.ServiceAccountCredentials(email, key_file=str(p))
     ee.Initialize(creds, project=project or json.loads(p.read_text()).get("project_id"))
+    _initialized[key_env] = True
+
+
+def ensure_initialized(project: str | None = None, key_env: str = KEY_ENV) -> None:
+    """:func:`initialize` once per process (flows call it before searching; dask workers in other
+    processes call it before their first read)."""
+    if not _initialized.get(key_env):
+        initialize(key_env, project)
+
+
+def _collection_of(image: Mapping[str, Any]) -> EeCollection:
+    cid = image.get("amurwatch:collection") or str(image["id"]).rsplit("/", 1)[0]
+    if cid not in EE_COLLECTIONS:
+        raise EarthEngineError(f"Earth Engine collection {cid!r} is not supported; use one of {sorted(EE_COLLECTIONS)}")
+    return EE_COLLECTIONS[cid]
+
+
+def as_item(image: Mapping[str, Any], region: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A STAC-like item for an Earth Engine image descriptor, so that the flows treat both sources alike.
+
+    Watermarks, solar-day grouping, the cube's item ids and the merging of one acquisition found
+    through two providers (:func:`sources.search.merge_duplicates`: platform, tile and time) read the
+    usual STAC fields; the descriptor itself rides along under :data:`EE_ITEM_KEY` for :func:`load_ee`.
+    ``region``: a footprint to use when the descriptor has none (the search region).
+    """
+    from shapely.geometry import shape
+
+    col = _collection_of(image)
+    props = dict(image.get("properties", {}))
+    if col.mission == "sentinel-2":
+        platform = str(props.get("SPACECRAFT_NAME") or "sentinel-2").lower()
+        grid = f"MGRS-{props['MGRS_TILE']}" if props.get("MGRS_TILE") else None
+    else:
+        platform = col.platform
+        grid = (f"WRS2-{int(props['WRS_PATH']):03d}{int(props['WRS_ROW']):03d}"
+                if props.get("WRS_PATH") is not None and props.get("WRS_ROW") is not None else None)
+    p: dict[str, Any] = {"datetime": image["startTime"], "platform": platform, "amurwatch:source": "earthengine"}
+    if props.get(col.cloud_property) is not None:
+        p["eo:cloud_cover"] = float(props[col.cloud_property])
+    if props.get("PROCESSING_BASELINE"):
+        p["s2:processing_baseline"] = str(props["PROCESSING_BASELINE"])
+    if grid:
+        p["grid:code"] = grid
+    geom = image.get("geometry") or region
+    item: dict[str, Any] = {"type": "Feature", "stac_version": "1.0.0", "id": str(image["id"]),
+                            "collection": f"earth-engine/{col.id}", "properties": p, "geometry": geom,
+                            "assets": {}, "links": [], EE_ITEM_KEY: {**image, "amurwatch:collection": col.id}}
+    if geom:
+        item["bbox"] = list(shape(geom).bounds)
+    return item
+
+
+def is_ee_item(item: Mapping[str, Any]) -> bool:
+    """Whether ``item`` came from :func:`as_item` (an Earth Engine image, not a STAC item)."""
+    return EE_ITEM_KEY in item
 
 
 def search_ee(collection: str, *, intersects: Mapping[str, Any], start: str, end: str,
@@ -121,6 +180,8 @@ def search_ee(collection: str, *, intersects: Mapping[str, Any], start: str, end
 def _fetch_block(asset_id: str, band_ids: list[str], grid: Grid, r0: int, c0: int, h: int, w: int) -> np.ndarray:
     import ee
 
+    if not ee.data.is_initialized() and os.environ.get(KEY_ENV):
+        ensure_initialized()  # a dask worker in another process than the flow's
     res = grid.resolution
     req = {
         "assetId": asset_id,
@@ -158,17 +219,18 @@ def load_ee(images: Sequence[Mapping[str, Any]], grid: Grid, *, bands: Sequence[
     per_time = []
     meta = []
     for im in images:
-        col = EE_COLLECTIONS[im.get("amurwatch:collection") or im["id"].rsplit("/", 1)[0]]
+        col = _collection_of(im)
         avail = [b for b in bands if b in col.bands]
-        ids = [col.bands[b] for b in avail] + [col.mask_band]
+        # each Earth Engine band once (Landsat's SR_B5 is both nir and nir08; getPixels refuses repeats)
+        ids = list(dict.fromkeys([col.bands[b] for b in avail] + [col.mask_band]))
         arr = _lazy_image(im["id"], ids, grid, block_px)
-        mask = xr.DataArray(arr[-1], dims=("y", "x"))
+        mask = xr.DataArray(arr[ids.index(col.mask_band)], dims=("y", "x"))
         mask = mask.where(mask != (1 if col.mask_kind == "qa_pixel" else 0))
         clear, snow = clear_sky_scl(mask) if col.mask_kind == "scl" else clear_sky_qa_pixel(mask)
         keep = clear | (snow if not mask_snow else False)
         data = {}
-        for i, b in enumerate(avail):
-            dn = xr.DataArray(arr[i], dims=("y", "x"))
+        for b in avail:
+            dn = xr.DataArray(arr[ids.index(col.bands[b])], dims=("y", "x"))
             r = dn * col.scale + col.offset
             if harmonize and col.mission == "landsat":
                 slope, icpt = HLS_MSI_TO_OLI["nir08" if b == "nir" else b]
@@ -201,6 +263,7 @@ def load_ee(images: Sequence[Mapping[str, Any]], grid: Grid, *, bands: Sequence[
         solar_date=("time", np.array([(m[4] + dt.timedelta(hours=lon / 15)).date().isoformat()
                                       for m in meta], dtype=str)),
     ).sortby("time")
+    ds = _mosaic_solar_days(ds)  # same-day tiles of one platform: one observation, as the STAC path does
     for b in bands:
         ds[b].attrs = {"long_name": f"{b} surface reflectance", "units": "1", "_FillValue": np.float32(np.nan)}
     ds = ds.rio.write_crs(grid.epsg)

@@ -157,11 +157,14 @@ def _search_api(url, intersects, t0, t1, collections, limit, retry: RetryPolicy)
     from pystac_client.exceptions import APIError
     from pystac_client.stac_api_io import StacApiIO
     from pystac.errors import STACError
-    from urllib3.exceptions import MaxRetryError
 
     io = StacApiIO(max_retries=retry.urllib3(), timeout=retry.timeout_s)
     # HTTP errors and timeouts are retried per request by urllib3; a body cut short (truncated
-    # JSON, a connection dropped mid-page) restarts the whole paged search, with the same backoff
+    # JSON) restarts the whole paged search, with the same backoff
+    def gave_up(exc: Exception) -> SearchError:
+        return SearchError(f"STAC API {url} failed after {retry.retries} retries: {exc}. Fix: check the URL and "
+                           "the service status, or raise the retry budget")
+
     for attempt in range(retry.retries + 1):
         try:
             client = Client.open(url, stac_io=io)
@@ -169,12 +172,9 @@ def _search_api(url, intersects, t0, t1, collections, limit, retry: RetryPolicy)
                                    datetime=[t0.isoformat().replace("+00:00", "Z"),
                                              t1.isoformat().replace("+00:00", "Z")], limit=limit)
             return list(search.items_as_dicts())
-        except (ValueError, STACError, requests.exceptions.ChunkedEncodingError,
-                requests.exceptions.ConnectionError) as exc:
-            exhausted = any(isinstance(a, MaxRetryError) for a in exc.args)  # urllib3 already retried it
-            if exhausted or attempt == retry.retries:
-                raise SearchError(f"STAC API {url} failed after {retry.retries} retries: {exc}. Fix: check the URL "
-                                  "and the service status, or raise the retry budget") from exc
+        except (ValueError, STACError) as exc:  # pystac-client turns transport errors into APIError
+            if attempt == retry.retries:
+                raise gave_up(exc) from exc
             log.warning("STAC API %s: %s; restarting the search (%d/%d)", url, exc, attempt + 1, retry.retries)
             time.sleep(retry.backoff_s * 2 ** attempt)
         except APIError as exc:
@@ -182,11 +182,9 @@ def _search_api(url, intersects, t0, t1, collections, limit, retry: RetryPolicy)
             if code is not None:  # an answer that is not retried (4xx): say what the server said
                 raise SearchError(f"STAC API {url} refused the search (HTTP {code}: {str(exc)[:300] or 'no detail'}). "
                                   "Fix: check the collections, dates and area of the search, and the URL") from exc
-            raise SearchError(f"STAC API {url} failed after {retry.retries} retries: {exc}. Fix: check the URL and "
-                              "the service status, or raise the retry budget") from exc
+            raise gave_up(exc) from exc
         except requests.RequestException as exc:
-            raise SearchError(f"STAC API {url} failed after {retry.retries} retries: {exc}. Fix: check the URL and "
-                              "the service status, or raise the retry budget") from exc
+            raise gave_up(exc) from exc
     raise AssertionError("unreachable")
 
 
@@ -256,8 +254,16 @@ def sign_items(items: list[dict]) -> list[dict]:
     return out
 
 
-def merge_duplicates(items: list[dict], prefer: Sequence[str] = ("earth-search", "planetary-computer", "usgs", "demo")
-                     ) -> list[dict]:
+def _provider(item: Mapping[str, Any]) -> tuple[str, str]:
+    """(provider, profile name) of a STAC item, or of an Earth Engine image (:func:`sources.earthengine.as_item`)."""
+    if "amurwatch:ee" in item:
+        return "earthengine", str(item.get("collection", "earth-engine"))
+    prof = detect_profile(item)
+    return prof.provider, prof.name
+
+
+def merge_duplicates(items: list[dict], prefer: Sequence[str] = ("earth-search", "planetary-computer", "usgs", "demo",
+                                                                  "earthengine")) -> list[dict]:
     """Merge the same acquisition found through several providers into one item.
 
     Two items are the same scene when platform and tile (MGRS or WRS-2) agree and their times are
@@ -268,7 +274,7 @@ def merge_duplicates(items: list[dict], prefer: Sequence[str] = ("earth-search",
     rank = {p: i for i, p in enumerate(prefer)}
     kept: list[dict] = []
     index: dict[tuple, int] = {}
-    for it in sorted(items, key=lambda i: rank.get(detect_profile(i).provider, len(rank))):
+    for it in sorted(items, key=lambda i: rank.get(_provider(i)[0], len(rank))):
         key = (item_platform(it), item_grid_code(it))
         t = _item_time(it)
         match = None
@@ -281,6 +287,6 @@ def merge_duplicates(items: list[dict], prefer: Sequence[str] = ("earth-search",
             kept.append(it)
         else:
             alt = kept[match].setdefault("properties", {}).setdefault("amurwatch:alternates", [])
-            alt.append(f"{detect_profile(it).name}:{it.get('id')}")
+            alt.append(f"{_provider(it)[1]}:{it.get('id')}")
     kept.sort(key=lambda i: (_item_time(i), i.get("id", "")))
     return kept
