@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-ALL = ["archive", "load", "processors", "nightly", "layouts"]
+ALL = ["archive", "load", "processors", "nightly", "layouts", "scale"]
 
 
 def main(argv: list[str]) -> int:

@@ -59,6 +59,9 @@ log = logging.getLogger(__name__)
 BANDS = ("blue", "green", "red", "nir", "nir08", "swir16", "swir22")
 #: slices computed and written per cube commit (bounds memory: 8 x 7 bands x the landscape)
 WRITE_BATCH = 8
+#: at most this many bytes of slices are loaded into memory at once; a landscape whose single slice
+#: is larger streams each slice from the files to the cube instead (:func:`_stream`)
+INGEST_BYTES = 512 * 2**20
 
 
 def cube_url(settings: Settings, landscape_id: str) -> str:
@@ -176,8 +179,13 @@ def ingest(settings: Settings, land: Landscape, items: Sequence[dict], *,
     if ds.sizes.get("time", 0) == 0:
         return rep
     n = ds.sizes["time"]
-    for i in range(0, n, WRITE_BATCH):
-        part = _compute_or_skip(ds.isel(time=slice(i, i + WRITE_BATCH)), rep,
+    per_slice = ds.sizes["y"] * ds.sizes["x"] * 4 * (len(BANDS) + 6)  # loaded bands and the layers made
+    if per_slice > INGEST_BYTES:  # a big landscape: each solar day streams from the files to the cube
+        _stream(todo, grid, store, rep, progress)
+        return rep
+    batch = max(1, min(WRITE_BATCH, INGEST_BYTES // per_slice))
+    for i in range(0, n, batch):
+        part = _compute_or_skip(ds.isel(time=slice(i, i + batch)), rep,
                                 lambda ids: load_items([it for it in todo if it["id"] in ids], grid)[0])
         if part is None:
             continue
@@ -190,8 +198,40 @@ def ingest(settings: Settings, land: Landscape, items: Sequence[dict], *,
         rep.times += [str(t)[:19] for t in part["time"].values]
         rep.slices_written += part.sizes["time"]
         if progress:
-            progress(min(i + WRITE_BATCH, n), n)
+            progress(min(i + batch, n), n)
     return rep
+
+
+def _stream(items: Sequence[dict], grid: Grid, store: CubeStore, rep: IngestReport,
+            progress: Callable[[int, int], None] | None) -> None:
+    """Write each solar day lazily, chunk by chunk (dask), from its own files: memory is bounded by
+    the chunks, not the landscape, and no day reads another day's files. A read that fails after
+    the retries fails that day's write before its commit: the cube keeps its committed shape (the
+    next write repairs the growth), the scenes are reported, and the next night's lookback tries
+    them again."""
+    days: dict[dt.date, list[dict]] = {}
+    for it in items:
+        days.setdefault(solar_date(it), []).append(it)
+    for j, (_, group) in enumerate(sorted(days.items())):
+        ids = "+".join(it["id"] for it in group)
+        try:
+            one, skipped = load_items(group, grid)
+            rep.skipped += skipped
+            store.write(slices_from_reflectance(one))
+        except Exception as exc:
+            log.warning("%s: %s not written (%s)", rep.landscape_id, ids, str(exc).splitlines()[0][:200])
+            rep.skipped.append(f"{ids} (read failed after retries: {str(exc).splitlines()[0][:200]})")
+            rep.failed_reads += 1
+            continue
+        cube = store.open()
+        for t in pd.DatetimeIndex(one["time"].values).floor("s"):  # the cube's precision
+            clear = cube["clear"].sel(time=[t]).mean(("y", "x")).values  # read back, chunk by chunk
+            if float(clear[0]) >= 0.01:
+                rep.last_clear = max(rep.last_clear or "", str(t)[:10])
+            rep.times.append(str(t.to_datetime64())[:19])
+            rep.slices_written += 1
+        if progress:
+            progress(j + 1, len(days))
 
 
 def _compute_or_skip(part: xr.Dataset, rep: IngestReport, reload: Callable[[set[str]], xr.Dataset]
@@ -371,6 +411,20 @@ def _period(store: CubeStore, name: str, year: int, used: xr.Dataset, knobs: lis
 
 #: observations fed to the forest/burn state per computed batch (bounds memory on big landscapes)
 STATE_BATCH = 8
+#: the forest/burn state is kept, and advanced, in strips of rows of at most this many bytes each
+STATE_STRIP_BYTES = 256 * 2**20
+_STATE_PX_BYTES = sum(np.dtype(d).itemsize for d in STATE_DTYPES.values())
+
+
+def state_strips(shape: tuple[int, int], strip_bytes: int = STATE_STRIP_BYTES, align: int = 256) -> list[slice]:
+    """Rows of each strip of the forest/burn state: the whole grid when its state fits in
+    ``strip_bytes``, else strips whose height is a multiple of ``align`` (the cube's chunks)."""
+    h, w = shape
+    rows = strip_bytes // max(1, w * _STATE_PX_BYTES)
+    if rows >= h:
+        return [slice(0, h)]
+    rows = max(align, rows // align * align)
+    return [slice(r, min(r + rows, h)) for r in range(0, h, rows)]
 
 
 def _history_digest(ds: xr.Dataset, through: float | None) -> str:
@@ -387,15 +441,17 @@ def _state_key(season0: dt.date, base_years: list[int], th: ChainThresholds) -> 
                         ).hexdigest()[:16]
 
 
-def _state_url(store: CubeStore, year: int) -> str:
-    return f"{store.url.removesuffix('.zarr')}.state/forest-burn-{year}.npz"
+def _state_url(store: CubeStore, year: int, rows: slice | None = None) -> str:
+    """One file per landscape and year, or per strip of rows on a landscape too big for one."""
+    tail = "" if rows is None else f"-rows{rows.start:05d}-{rows.stop:05d}"
+    return f"{store.url.removesuffix('.zarr')}.state/forest-burn-{year}{tail}.npz"
 
 
-def _load_state(store: CubeStore, year: int, key: str) -> tuple[ForestBurnState | None, str]:
-    """The saved state of ``year`` and the digest of its history; (None, why) when there is none to use."""
-    fs, path = store._fs(_state_url(store, year))
+def _load_state(url: str, store: CubeStore, key: str) -> tuple[ForestBurnState | None, str]:
+    """The saved state at ``url`` and the digest of its history; (None, why) when there is none to use."""
+    fs, path = store._fs(url)
     if not fs.exists(path):
-        return None, f"no state for {year} yet"
+        return None, "no state for this year yet"
     with np.load(io.BytesIO(fs.cat_file(path))) as z:
         meta = json.loads(bytes(z["meta"]).decode())
         if meta["key"] != key:
@@ -404,28 +460,21 @@ def _load_state(store: CubeStore, year: int, key: str) -> tuple[ForestBurnState 
     return ForestBurnState(arrays, through=meta["through"], n_obs=meta["n_obs"]), meta["digest"]
 
 
-def _save_state(store: CubeStore, year: int, key: str, st: ForestBurnState, digest: str) -> None:
-    """One compressed file per landscape and year, replaced whole (a rename, or one object PUT)."""
+def _save_state(url: str, store: CubeStore, key: str, st: ForestBurnState, digest: str) -> None:
+    """One compressed file, replaced whole (a rename, or one object PUT): every strip is a complete
+    state of its rows on its own, so a run killed between two strips resumes each where it stands."""
     meta = json.dumps({"key": key, "digest": digest, "through": st.through, "n_obs": st.n_obs}).encode()
     buf = io.BytesIO()
     np.savez_compressed(buf, meta=np.frombuffer(meta, np.uint8), **st.arrays)
-    url = _state_url(store, year)
     fs, path = store._fs(url)
     fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
     _atomic_put(url, buf.getvalue(), store.storage_options)
 
 
-def forest_burn_nightly(store: CubeStore, ds: xr.Dataset, *, season0: dt.date, year: int, base_years: list[int],
-                        thresholds: ChainThresholds, forest: xr.DataArray) -> tuple[xr.Dataset, str]:
-    """The forest-loss and burn-scar layers of the season so far, from the state kept in the cube
-    and the observations it has not seen (:mod:`processors.incremental`).
-
-    ``ds``: the baseline years, the weeks before the season and the season up to the night. The state
-    is rebuilt from the season start when the history it saw changed (a late scene, a replaced
-    slice, a new baseline scene) or the settings did. Returns the layers and what was done.
-    """
-    key = _state_key(season0, base_years, thresholds)
-    st, digest = _load_state(store, year, key)
+def _advance_strip(url: str, store: CubeStore, ds: xr.Dataset, *, key: str, season0: dt.date,
+                   base_years: list[int], thresholds: ChainThresholds) -> tuple[ForestBurnState, str, int]:
+    """Bring the state at ``url`` (the rows of ``ds``) up to the last observation of ``ds``."""
+    st, digest = _load_state(url, store, key)
     t = pd.DatetimeIndex(ds["time"].values)
     secs = t.values.astype("datetime64[s]").astype(np.int64)
     season = np.asarray(t >= pd.Timestamp(season0))
@@ -452,8 +501,73 @@ def forest_burn_nightly(store: CubeStore, ds: xr.Dataset, *, season0: dt.date, y
         advance(st, observation_layers(part, monitor_start=season0.isoformat(), thresholds=thresholds).compute(),
                 thresholds)
     if len(todo) or how != "updated":
-        _save_state(store, year, key, st, _history_digest(ds, st.through))
-    return state_layers(st, forest, thresholds), f"forest/burn state {how}: {len(todo)} new observation(s)"
+        _save_state(url, store, key, st, _history_digest(ds, st.through))
+    return st, how, len(todo)
+
+
+def forest_burn_nightly(store: CubeStore, ds: xr.Dataset, *, season0: dt.date, year: int, base_years: list[int],
+                        thresholds: ChainThresholds, forest: xr.DataArray,
+                        strip_bytes: int = STATE_STRIP_BYTES, strip_align: int = 256) -> tuple[xr.Dataset, str]:
+    """The forest-loss and burn-scar layers of the season so far, from the state kept beside the
+    cube and the observations it has not seen (:mod:`processors.incremental`).
+
+    ``ds``: the baseline years, the weeks before the season and the season up to the night. The state
+    is rebuilt from the season start when the history it saw changed (a late scene, a replaced
+    slice, a new baseline scene) or the settings did. Returns the layers and what was done.
+
+    A landscape whose state does not fit in ``strip_bytes`` is advanced strip by strip (the state
+    machines are per pixel), and its layers are assembled in memory-mapped scratch files whose
+    pages are handed back after each strip: memory stays bounded by the strip, not the landscape.
+    """
+    key = _state_key(season0, base_years, thresholds)
+    strips = state_strips((ds.sizes["y"], ds.sizes["x"]), strip_bytes, strip_align)
+    if len(strips) == 1:
+        st, how, n = _advance_strip(_state_url(store, year), store, ds, key=key, season0=season0,
+                                    base_years=base_years, thresholds=thresholds)
+        return state_layers(st, forest, thresholds), f"forest/burn state {how}: {n} new observation(s)"
+    out: xr.Dataset | None = None
+    maps: list[np.memmap] = []
+    hows: dict[str, int] = {}
+    n = 0
+    for rows in strips:
+        st, how, k = _advance_strip(_state_url(store, year, rows), store, ds.isel(y=rows), key=key, season0=season0,
+                                    base_years=base_years, thresholds=thresholds)
+        how = "unchanged" if how == "updated" and not k else how.split(" (")[0]
+        hows[how] = hows.get(how, 0) + 1
+        n = max(n, k)
+        lay = state_layers(st, forest.isel(y=rows), thresholds)
+        del st
+        if out is None:
+            out, maps = _mapped_like(lay, forest)
+        for v in lay.data_vars:
+            out[v].data[rows] = lay[v].data
+        _release(maps)
+    what = ", ".join(f"{h} in {c} strip(s)" for h, c in hows.items())
+    return out, f"forest/burn state {what} of {len(strips)}: {n} new observation(s)"
+
+
+def _mapped_like(lay: xr.Dataset, grid: xr.DataArray) -> tuple[xr.Dataset, list[np.memmap]]:
+    """Full-grid layers like the strip's ``lay``, each in an unlinked memory-mapped scratch file
+    (NumPy arrays to every reader; the pages live in the page cache, not in the process)."""
+    import tempfile
+
+    arrays = {}
+    with tempfile.TemporaryDirectory(prefix="amurwatch-layers-") as tmp:
+        for v in lay.data_vars:
+            arrays[v] = np.memmap(Path(tmp) / v, dtype=lay[v].dtype, mode="w+", shape=grid.shape)
+    # the files are gone; the mappings keep their pages until the arrays are collected
+    like = grid.astype(bool)
+    ds = xr.Dataset({v: like.copy(data=a).assign_attrs(lay[v].attrs) for v, a in arrays.items()})
+    return ds, list(arrays.values())
+
+
+def _release(maps: list[np.memmap]) -> None:
+    """Write the mapped layers' dirty pages back and drop them from this process's resident set."""
+    import mmap
+
+    for a in maps:
+        a.flush()
+        a._mmap.madvise(mmap.MADV_DONTNEED)
 
 
 def _forest_mask(store: CubeStore, cube: xr.Dataset, year: int) -> xr.DataArray | None:

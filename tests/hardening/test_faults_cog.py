@@ -104,8 +104,11 @@ def _remote(items: list[dict], root: Path, base: str) -> list[dict]:
     return out
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["batched", "streamed"])
 def test_remote_cogs_with_faults_are_retried_or_skipped_and_no_wrong_pixel_lands(small_archive, tmp_path,
-                                                                                  monkeypatch):
+                                                                                  monkeypatch, stream):
+    """``streamed``: the remote run writes each slice lazily from the files to the cube, as on a
+    landscape too big to load a slice in memory; it must equal the local, batched run."""
     monkeypatch.setenv("GDAL_DISABLE_READDIR_ON_OPEN", "EMPTY_DIR")
     monkeypatch.setenv("CPL_VSIL_CURL_ALLOWED_EXTENSIONS", ".tif")
     land = {x.id: x for x in load_landscapes(small_archive / "aoi.geojson")}["greater-khingan-demo"]
@@ -121,6 +124,8 @@ def test_remote_cogs_with_faults_are_retried_or_skipped_and_no_wrong_pixel_lands
     local_s = demo_settings(small_archive, tmp_path / "local", "unused", None)
     ref = pipeline.ingest(local_s, land, items)
     assert ref.slices_written == len(items) and not ref.skipped
+    if stream:
+        monkeypatch.setattr(pipeline, "INGEST_BYTES", 1)
     with cog_server(small_archive, faults) as (base, hits):
         remote_s = demo_settings(small_archive, tmp_path / "remote", "unused", None)
         rep = pipeline.ingest(remote_s, land, _remote(items, small_archive, base))

@@ -94,3 +94,34 @@ def test_a_state_refuses_an_observation_it_has_passed(season):
     with pytest.raises(ValueError, match="rebuild the state"):
         advance(st, late)
     assert st.n_obs == 2
+
+
+def test_the_state_in_strips_equals_the_season_long_chain(season, tmp_path):
+    """The nightly flow's storage of the state (``flows.pipeline.forest_burn_nightly``): a landscape
+    too big for one state is advanced in strips of rows, each a file of its own, and assembled in
+    memory-mapped layers. Two nights, and a run killed after its first strip, give the chain's layers."""
+    from flows.pipeline import _STATE_PX_BYTES, forest_burn_nightly, state_strips
+    from outputs.cube import CubeStore
+
+    ds, batch = season
+    h, w = ds.sizes["y"], ds.sizes["x"]
+    strip = 64 * w * _STATE_PX_BYTES  # 64 rows a strip
+    assert len(state_strips((h, w), strip, 64)) == 3
+    store = CubeStore(tmp_path / "forest.zarr")
+    t = pd.DatetimeIndex(ds["time"].values)
+    mid = int(np.nonzero(np.asarray(t >= pd.Timestamp(SEASON0)))[0][5])
+    kw = {"season0": pd.Timestamp(SEASON0).date(), "year": 2026, "base_years": BASE,
+          "thresholds": ChainThresholds(), "forest": batch["forest"], "strip_bytes": strip,
+          "strip_align": 64}
+    forest_burn_nightly(store, ds.isel(time=slice(0, mid)), **kw)
+    files = sorted((tmp_path / "forest.state").glob("forest-burn-2026-rows*.npz"))
+    assert len(files) == 3
+    saved = files[0].read_bytes()
+    forest_burn_nightly(store, ds, **kw)
+    files[0].write_bytes(saved)  # as if the run was killed after its first strip: that strip is behind
+    got, how = forest_burn_nightly(store, ds, **kw)
+    assert "updated in 1 strip(s)" in how, how
+    for v in batch.data_vars:
+        a, b = batch[v].values, np.asarray(got[v].values)
+        assert a.dtype == b.dtype, v
+        assert np.array_equal(a, b, equal_nan=a.dtype.kind in "fM"), (v, int((a != b).sum()))
