@@ -6,8 +6,8 @@ landscape, 10 dates: 3 in the baseline summer and 7 in the season, with 20 clear
 and a cloud per scene. Then, in a child process whose peak resident memory is measured, it runs the
 nightly flow's own code (``flows.nightly.run_night``, on the in-process dask cluster the flow uses):
 
-1. a first run over the baseline and the first three season dates (what a backfill does);
-2. four nightly runs, one new scene each (search, ingest, the forest/burn state, alerts, stats).
+1. a first run over the baseline and the first five season dates (what a backfill does);
+2. two nightly runs, one new scene each (search, ingest, the forest/burn state, alerts, stats).
 
 The baseline measured in the same run is raw decoding of one date's files with rasterio; the
 pipeline's throughput (megapixel-dates per second: pixels of the landscape x dates processed) is
@@ -40,7 +40,7 @@ RES = 10
 X0, Y1 = 400_000.0, 5_260_000.0  # top-left of the scenes (UTM 51N, ~47.4°N 123.7°E)
 BASE_DATES = ["2025-06-10", "2025-06-25", "2025-07-10"]
 SEASON_DATES = ["2026-06-05", "2026-06-10", "2026-06-15", "2026-06-20", "2026-06-25", "2026-06-30", "2026-07-05"]
-FIRST_RUN_THROUGH = "2026-06-15"
+FIRST_RUN_THROUGH = "2026-06-25"
 CLEAR_FROM, FIRE_FROM = "2026-06-15", "2026-06-25"
 #: surface reflectance of each cover (blue, green, red, nir, nir08, swir16, swir22)
 FOREST = (0.03, 0.05, 0.03, 0.30, 0.30, 0.15, 0.07)

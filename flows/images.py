@@ -26,7 +26,7 @@ def digest_images(settings: Settings) -> Callable[[Landscape, pd.DataFrame], Ima
         thumbs: dict[str, bytes] = {}
         store = pipeline.cube_store(settings, land.id)
         if len(alerts) and store.exists():
-            cube = store.open()
+            cube = store.read()
             for _, row in alerts.sort_values("area_ha", ascending=False).head(THUMBNAILS).iterrows():
                 try:
                     png = before_after_png(cube, row, epsg=land.utm_epsg)

@@ -27,6 +27,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import xarray as xr
+from numcodecs import Zstd
 
 from aoi.grid import Grid
 from aoi.landscapes import Landscape, load_landscapes
@@ -44,7 +45,7 @@ from processors.incremental import STATE_DTYPES, ForestBurnState, advance, obser
 from processors.indices import mndwi, nbr, ndvi
 from processors.seasons import season_windows
 from processors.vectorize import vectorize_alerts
-from processors.water import water_mask
+from processors.water import otsu_threshold, water_mask
 from sources.load import _mosaic_solar_days, load_reflectance
 from sources.search import merge_duplicates, search_items, solar_date
 
@@ -150,14 +151,14 @@ def _cube_item_ids(store: CubeStore) -> set[str]:
     return {p for v in store.coordinate("item_id") for p in str(v).split("+")}
 
 
-def slices_from_reflectance(ds: xr.Dataset) -> xr.Dataset:
+def slices_from_reflectance(ds: xr.Dataset, *, water_threshold: xr.DataArray | None = None) -> xr.Dataset:
     """Per-observation cube layers from clear-sky reflectance (lazy on dask input): the bands, NDVI,
-    NBR, clear, water."""
+    NBR, clear, water (``water_threshold``: each scene's MNDWI threshold, if already computed)."""
     out = ds[list(BANDS)].copy()
     out["ndvi"] = ndvi(ds["red"], ds["nir"])
     out["nbr"] = nbr(ds["nir08"], ds["swir22"])
     out["clear"] = ds["clear"]
-    out["water"] = water_mask(mndwi(ds["green"], ds["swir16"]))
+    out["water"] = water_mask(mndwi(ds["green"], ds["swir16"]), threshold=water_threshold)
     keep = ["platform", "item_id"]
     return out.drop_vars([c for c in out.coords if out[c].dims == ("time",) and c not in keep + ["time"]])
 
@@ -217,13 +218,16 @@ def _stream(items: Sequence[dict], grid: Grid, store: CubeStore, rep: IngestRepo
         try:
             one, skipped = load_items(group, grid)
             rep.skipped += skipped
-            store.write(slices_from_reflectance(one))
+            # the scene's water threshold first (one pass over two bands), so that every layer
+            # of a chunk can then be written as soon as its inputs are read
+            thr = otsu_threshold(mndwi(one["green"], one["swir16"])).compute()
+            store.write(slices_from_reflectance(one, water_threshold=thr))
         except Exception as exc:
             log.warning("%s: %s not written (%s)", rep.landscape_id, ids, str(exc).splitlines()[0][:200])
             rep.skipped.append(f"{ids} (read failed after retries: {str(exc).splitlines()[0][:200]})")
             rep.failed_reads += 1
             continue
-        cube = store.open()
+        cube = store.read()
         for t in pd.DatetimeIndex(one["time"].values).floor("s"):  # the cube's precision
             clear = cube["clear"].sel(time=[t]).mean(("y", "x")).values  # read back, chunk by chunk
             if float(clear[0]) >= 0.01:
@@ -292,7 +296,7 @@ def update_alerts(settings: Settings, land: Landscape, night: dt.date, *, store:
         rep.notes.append("no cube yet")
         store.upsert(_empty(), landscape_id=land.id, run_date=night, expire_after_days=settings.expire_after_days)
         return rep
-    cube = cube_store.open()
+    cube = cube_store.read()
     cube = cube.sel(time=cube["time"] <= np.datetime64(night + dt.timedelta(days=1)))
     year = night.year
     season0 = _season_start(settings, year)
@@ -413,6 +417,7 @@ def _period(store: CubeStore, name: str, year: int, used: xr.Dataset, knobs: lis
 STATE_BATCH = 8
 #: the forest/burn state is kept, and advanced, in strips of rows of at most this many bytes each
 STATE_STRIP_BYTES = 256 * 2**20
+_STATE_CODEC = Zstd(level=1)
 _STATE_PX_BYTES = sum(np.dtype(d).itemsize for d in STATE_DTYPES.values())
 
 
@@ -444,7 +449,7 @@ def _state_key(season0: dt.date, base_years: list[int], th: ChainThresholds) -> 
 def _state_url(store: CubeStore, year: int, rows: slice | None = None) -> str:
     """One file per landscape and year, or per strip of rows on a landscape too big for one."""
     tail = "" if rows is None else f"-rows{rows.start:05d}-{rows.stop:05d}"
-    return f"{store.url.removesuffix('.zarr')}.state/forest-burn-{year}{tail}.npz"
+    return f"{store.url.removesuffix('.zarr')}.state/forest-burn-{year}{tail}.npz.zst"
 
 
 def _load_state(url: str, store: CubeStore, key: str) -> tuple[ForestBurnState | None, str]:
@@ -452,7 +457,7 @@ def _load_state(url: str, store: CubeStore, key: str) -> tuple[ForestBurnState |
     fs, path = store._fs(url)
     if not fs.exists(path):
         return None, "no state for this year yet"
-    with np.load(io.BytesIO(fs.cat_file(path))) as z:
+    with np.load(io.BytesIO(_STATE_CODEC.decode(fs.cat_file(path)))) as z:
         meta = json.loads(bytes(z["meta"]).decode())
         if meta["key"] != key:
             return None, "the settings changed"
@@ -461,14 +466,16 @@ def _load_state(url: str, store: CubeStore, key: str) -> tuple[ForestBurnState |
 
 
 def _save_state(url: str, store: CubeStore, key: str, st: ForestBurnState, digest: str) -> None:
-    """One compressed file, replaced whole (a rename, or one object PUT): every strip is a complete
-    state of its rows on its own, so a run killed between two strips resumes each where it stands."""
+    """One compressed file (an .npz, compressed whole with Zstandard: 10x faster than the .npz's own
+    deflate, which was half of a night's time on a big landscape), replaced whole (a rename, or one
+    object PUT): every strip is a complete state of its rows on its own, so a run killed between
+    two strips resumes each where it stands."""
     meta = json.dumps({"key": key, "digest": digest, "through": st.through, "n_obs": st.n_obs}).encode()
     buf = io.BytesIO()
-    np.savez_compressed(buf, meta=np.frombuffer(meta, np.uint8), **st.arrays)
+    np.savez(buf, meta=np.frombuffer(meta, np.uint8), **st.arrays)
     fs, path = store._fs(url)
     fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-    _atomic_put(url, buf.getvalue(), store.storage_options)
+    _atomic_put(url, _STATE_CODEC.encode(buf.getbuffer()), store.storage_options)
 
 
 def _advance_strip(url: str, store: CubeStore, ds: xr.Dataset, *, key: str, season0: dt.date,
@@ -643,7 +650,7 @@ def landscape_stats(settings: Settings, land: Landscape, times: Sequence[str]) -
     store = CubeStore(cube_url(settings, land.id), storage_options=settings.storage_options)
     if not times or not store.exists():
         return pd.DataFrame(columns=["landscape_id", "time", "variable", "value", "unit"])
-    cube = store.open()
+    cube = store.read()
     sel = cube[["clear", "ndvi", "water"]].sel(time=pd.DatetimeIndex(times).values)
     px = land.grid(settings.resolution).pixel_area_ha
     clear = sel["clear"].mean(("y", "x"))

@@ -59,6 +59,8 @@ __all__ = ["CubeStore", "CubeError", "CubeGridError", "WriteReport", "open_cube"
 log = logging.getLogger(__name__)
 
 #: storage chunks (see the module docstring for why)
+#: cubes of more pixels than this are read through dask (:meth:`CubeStore.read`)
+DASK_READ_PX = 4_000_000
 CHUNKS = {"time": 8, "year": 1, "y": 256, "x": 256}
 TIME_UNITS = "seconds since 1970-01-01"
 ZARR_FORMAT = 2  #: GDAL 3.10 (QGIS, rasterio) rejects Zarr v3's "bytes" codec; it reads v2 with the CRS
@@ -200,6 +202,15 @@ class CubeStore:
     # ----------------------------------------------------------------------------------------- read
     def open(self, *, group: str | None = None, chunks: Any = None) -> xr.Dataset:
         return open_cube(self.url, group=group, storage_options=self.storage_options, chunks=chunks)
+
+    def read(self, *, group: str | None = None) -> xr.Dataset:
+        """The cube, lazily: NumPy-backed for a small landscape (one read per variable, fastest),
+        dask-backed on the stored chunks for one of more than :data:`DASK_READ_PX` pixels, so that
+        a reduction over a big landscape never loads a whole variable."""
+        ds = self.open(group=group)
+        if ds.sizes.get("y", 0) * ds.sizes.get("x", 0) > DASK_READ_PX:
+            ds = self.open(group=group, chunks={})
+        return ds
 
     def coordinate(self, name: str) -> np.ndarray:
         """One committed 1-D coordinate (``item_id``, ``platform``...) without opening the cube with

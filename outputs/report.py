@@ -80,7 +80,7 @@ def write_report(out_dir: str | Path, run_date: str, landscapes: Sequence[Landsc
         sec["images"]["map"] = _save(rdir / f"{land.id}-map.png", alert_map_png(land, active))
         cube = cube_store(land.id) if cube_store else CubeStore(out / "cubes" / f"{land.id}.zarr")
         if cube.exists():
-            ds = cube.open()
+            ds = cube.read()
             an = ndvi_anomaly(ds, end=day, window_days=window_days)
             if an is not None:
                 sec["images"]["ndvi_anomaly"] = _save(rdir / f"{land.id}-ndvi-anomaly.png", ndvi_anomaly_png(

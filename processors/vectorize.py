@@ -88,12 +88,17 @@ def vectorize_alerts(
     ys, xs = mask["y"].values, mask["x"].values
     if n:
         sizes = np.bincount(labels.ravel())
+        boxes = ndimage.find_objects(labels)  # each patch is read within its bounding box only
         for lab in range(1, n + 1):
             npx = int(sizes[lab])
             area = npx * px_ha
             if area < min_area_ha:
                 continue
-            rr, cc = np.nonzero(labels == lab)
+            win = boxes[lab - 1]
+            r0, c0 = win[0].start, win[1].start
+            sub = labels[win] == lab
+            rr, cc = np.nonzero(sub)
+            rr, cc = rr + r0, cc + c0
             if dates is not None:
                 d = dates[rr, cc]
                 ok = ~np.isnat(d)
@@ -104,8 +109,8 @@ def vectorize_alerts(
                 cand = np.arange(rr.size)
             k = cand[np.lexsort((cc[cand], rr[cand]))[0]]
             day = str(np.datetime_as_string(dmin, unit="D")) if not np.isnat(dmin) else ""
-            sub = labels == lab
-            geoms = [shape(g) for g, v in shapes(sub.astype(np.uint8), mask=sub, transform=Affine(*tuple(tr)[:6]),
+            wtr = Affine(*tuple(tr)[:6]) * Affine.translation(c0, r0)
+            geoms = [shape(g) for g, v in shapes(sub.astype(np.uint8), mask=sub, transform=wtr,
                                                    connectivity=connectivity) if v == 1]
             geom = geoms[0] if len(geoms) == 1 else gpd.GeoSeries(geoms).union_all()
             row = {"alert_id": alert_id(kind, landscape_id, day, float(xs[cc[k]]), float(ys[rr[k]])),

@@ -54,12 +54,15 @@ def otsu_threshold(mndwi: xr.DataArray, *, bounds: tuple[float, float] = DEFAULT
     return t
 
 
-def water_mask(mndwi: xr.DataArray, *, bounds: tuple[float, float] = DEFAULT_THRESHOLD_BOUNDS) -> xr.DataArray:
+def water_mask(mndwi: xr.DataArray, *, bounds: tuple[float, float] = DEFAULT_THRESHOLD_BOUNDS,
+               threshold: xr.DataArray | None = None) -> xr.DataArray:
     """Water (1), land (0) or not observed (NaN) per pixel and scene, float32.
 
-    The threshold is each scene's Otsu threshold, clamped to ``bounds``.
+    The threshold is each scene's Otsu threshold, clamped to ``bounds``. ``threshold``: that
+    threshold already computed (:func:`otsu_threshold`): a caller writing a large scene chunk by
+    chunk computes it first, so that the mask no longer waits on a reduction over the whole scene.
     """
-    thr = otsu_threshold(mndwi, bounds=bounds)
+    thr = otsu_threshold(mndwi, bounds=bounds) if threshold is None else threshold
     w = (mndwi > thr).astype(np.float32).where(mndwi.notnull())
     w.name = "water"
     w.attrs = {"long_name": "open water (1) or land (0), NaN where not clear", "units": "1"}

@@ -107,3 +107,25 @@ def test_first_detected_is_exactly_a_time_of_the_series():
     first = loss_status(da)["first_detected"].values[0, 0]
     assert first == t[1].to_datetime64()
     assert bool((da["time"] == first).any())
+
+
+def test_vectorised_nanquantile_equals_numpy():
+    """forest_baseline's quantile: NumPy's nanquantile loops in Python over every pixel."""
+    import warnings
+
+    from processors.forest import nanquantile_time
+
+    rng = np.random.default_rng(0)
+    for dtype in (np.float32, np.float64):
+        for t in (1, 2, 3, 5, 20):
+            a = rng.normal(size=(50, 40, t)).astype(dtype)
+            a[rng.random(a.shape) < 0.4] = np.nan
+            for q in (0.0, 0.2, 0.5, 1.0):
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # all-NaN pixels
+                    ref = np.nanquantile(a, q, axis=-1)
+                got = nanquantile_time(a, q)
+                assert got.dtype == dtype
+                one_ulp = np.finfo(dtype).eps * np.nanmax(np.abs(a))  # of the largest value
+                np.testing.assert_allclose(got, ref, rtol=0, atol=2 * one_ulp)
+                assert np.array_equal(np.isnan(got), np.isnan(ref))

@@ -114,7 +114,7 @@ def test_the_state_in_strips_equals_the_season_long_chain(season, tmp_path):
           "thresholds": ChainThresholds(), "forest": batch["forest"], "strip_bytes": strip,
           "strip_align": 64}
     forest_burn_nightly(store, ds.isel(time=slice(0, mid)), **kw)
-    files = sorted((tmp_path / "forest.state").glob("forest-burn-2026-rows*.npz"))
+    files = sorted((tmp_path / "forest.state").glob("forest-burn-2026-rows*.npz.zst"))
     assert len(files) == 3
     saved = files[0].read_bytes()
     forest_burn_nightly(store, ds, **kw)

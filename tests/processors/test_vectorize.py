@@ -30,6 +30,11 @@ def test_minimum_mapping_unit_and_area():
     assert g.area_ha.iloc[0] == pytest.approx(1.0) and g.first_detected.iloc[0] == pd.Timestamp("2026-07-01").date()
     area_m2 = g.to_crs(32651).geometry.area.iloc[0]
     assert area_m2 == pytest.approx(10_000, rel=1e-3)
+    # the polygon lies on its pixels' edges (each patch is traced in its own bounding box)
+    res = abs(float(m.x[1] - m.x[0]))
+    ys = sorted([float(m.y[20]), float(m.y[29])])
+    want = [float(m.x[20]) - res / 2, ys[0] - res / 2, float(m.x[29]) + res / 2, ys[1] + res / 2]
+    np.testing.assert_allclose(g.to_crs(m.rio.crs).total_bounds, want, atol=0.01)
     assert 100 < g.centroid_lon.iloc[0] < 130 and 40 < g.centroid_lat.iloc[0] < 55
 
 
