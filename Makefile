@@ -9,7 +9,7 @@ DEMO_DIR ?= demo-output
 DEMO_SIZE ?= small
 PYTEST_ARGS ?=
 
-.PHONY: env demo test bench lock clean browser
+.PHONY: env demo test bench lock clean browser postgres
 
 env: $(STAMP)
 
@@ -26,7 +26,7 @@ demo: $(STAMP)
 	$(BIN)/amurwatch demo --out $(DEMO_DIR) --size $(DEMO_SIZE)
 
 ## The full test suite (what CI runs). The report test drives Debian's headless chromium.
-test: $(STAMP) browser
+test: $(STAMP) browser postgres
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## Debian's chromium, for the report test (installed once; needs root or sudo).
@@ -35,6 +35,13 @@ browser:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  echo "installing chromium (apt) for the report test"; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+
+## Debian's PostgreSQL server binaries, for the alert store's tests on a real server (installed once).
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  echo "installing postgresql (apt) for the alert store tests"; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends postgresql >/dev/null; }
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

@@ -109,7 +109,7 @@ def vectorize_alerts(
                 cand = np.arange(rr.size)
             k = cand[np.lexsort((cc[cand], rr[cand]))[0]]
             day = str(np.datetime_as_string(dmin, unit="D")) if not np.isnat(dmin) else ""
-            wtr = Affine(*tuple(tr)[:6]) * Affine.translation(c0, r0)
+            wtr = Affine(*tuple(tr)[:6]) @ Affine.translation(c0, r0)
             geoms = [shape(g) for g, v in shapes(sub.astype(np.uint8), mask=sub, transform=wtr,
                                                    connectivity=connectivity) if v == 1]
             geom = geoms[0] if len(geoms) == 1 else gpd.GeoSeries(geoms).union_all()

@@ -80,3 +80,68 @@ def replay(prefect_harness, small_archive, stac_api, tmp_path_factory):
 
 #: a night of the fortnightly replay (2026-04-01 + 14 k) before the fire of the small archive
 SNAPSHOT_NIGHT = "2026-06-10"
+
+
+class Postgres:
+    """A real PostgreSQL server on loopback (Debian's binaries: ``make test`` installs them).
+
+    ``database()`` creates a fresh database and returns its SQLAlchemy URL."""
+
+    def __init__(self, port: int):
+        self.port, self.n = port, 0
+
+    def database(self) -> str:
+        import psycopg
+
+        self.n += 1
+        with psycopg.connect(f"host=127.0.0.1 port={self.port} user=amurwatch dbname=postgres",
+                             autocommit=True) as con:
+            con.execute(f"CREATE DATABASE t{self.n}")
+        return f"postgresql+psycopg://amurwatch@127.0.0.1:{self.port}/t{self.n}"
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    import pwd
+    import shutil
+    import socket
+    import subprocess
+    import tempfile
+    import time
+
+    import psycopg
+
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    if not found:
+        pytest.fail("no PostgreSQL server binaries under /usr/lib/postgresql; run `make postgres` "
+                    "(apt-get install postgresql)")
+    bindir = found[-1].parent
+    root = Path(tempfile.mkdtemp(prefix="amurwatch-pg-"))
+    run_as: list[str] = []
+    if os.geteuid() == 0:  # initdb and postgres refuse to run as root: run them as the postgres user
+        pw = pwd.getpwnam("postgres")
+        os.chown(root, pw.pw_uid, pw.pw_gid)
+        run_as = ["runuser", "-u", "postgres", "--"]
+    data = root / "data"
+    subprocess.run(run_as + [str(bindir / "initdb"), "-D", str(data), "-U", "amurwatch", "--auth=trust", "-E", "UTF8"],
+                   check=True, capture_output=True)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(run_as + [str(bindir / "postgres"), "-D", str(data), "-p", str(port), "-h", "127.0.0.1",
+                                      "-k", str(root)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                psycopg.connect(f"host=127.0.0.1 port={port} user=amurwatch dbname=postgres").close()
+                break
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError("the PostgreSQL server did not start") from None
+                time.sleep(0.2)
+        yield Postgres(port)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        shutil.rmtree(root, ignore_errors=True)

@@ -20,9 +20,10 @@ def night(rows):
     return make_alerts(rows)
 
 
-@pytest.fixture
-def store(tmp_path):
-    s = AlertStore.at(tmp_path)
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path):
+    """The store on SQLite (the default) and on a real PostgreSQL server (``state_db``)."""
+    s = AlertStore.at(tmp_path) if request.param == "sqlite" else AlertStore(request.getfixturevalue("postgres").database())
     yield s
     s.close()
 
