@@ -32,7 +32,7 @@ from numcodecs import Zstd
 from aoi.grid import Grid
 from aoi.landscapes import Landscape, load_landscapes
 from outputs.alerts import AlertStore
-from outputs.cube import CubeStore, _atomic_put
+from outputs.cube import ROW_BAND, CubeStore, _atomic_put
 from processors.chain import (
     ChainThresholds,
     forest_burn_alerts,
@@ -45,7 +45,7 @@ from processors.incremental import STATE_DTYPES, ForestBurnState, advance, obser
 from processors.indices import mndwi, nbr, ndvi
 from processors.seasons import season_windows
 from processors.vectorize import vectorize_alerts
-from processors.water import otsu_threshold, water_mask
+from processors.water import mndwi_histogram, otsu_threshold, water_mask
 from sources.load import _mosaic_solar_days, load_reflectance
 from sources.search import merge_duplicates, search_items, solar_date
 
@@ -203,6 +203,12 @@ def ingest(settings: Settings, land: Landscape, items: Sequence[dict], *,
     return rep
 
 
+def _bands_of_rows(ny: int) -> list[slice]:
+    """One compute per band of rows: stackstac's graphs are not ordered block by block, so a whole
+    scene in one compute holds every block of every band at once."""
+    return [slice(r, min(r + ROW_BAND, ny)) for r in range(0, ny, ROW_BAND)]
+
+
 def _stream(items: Sequence[dict], grid: Grid, store: CubeStore, rep: IngestReport,
             progress: Callable[[int, int], None] | None) -> None:
     """Write each solar day lazily, chunk by chunk (dask), from its own files: memory is bounded by
@@ -220,7 +226,9 @@ def _stream(items: Sequence[dict], grid: Grid, store: CubeStore, rep: IngestRepo
             rep.skipped += skipped
             # the scene's water threshold first (one pass over two bands), so that every layer
             # of a chunk can then be written as soon as its inputs are read
-            thr = otsu_threshold(mndwi(one["green"], one["swir16"])).compute()
+            m = mndwi(one["green"], one["swir16"])
+            hist = sum(mndwi_histogram(m.isel(y=rows)).compute() for rows in _bands_of_rows(m.sizes["y"]))
+            thr = otsu_threshold(histogram=hist)
             store.write(slices_from_reflectance(one, water_threshold=thr))
         except Exception as exc:
             log.warning("%s: %s not written (%s)", rep.landscape_id, ids, str(exc).splitlines()[0][:200])

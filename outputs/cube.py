@@ -374,9 +374,15 @@ class CubeStore:
         fs, path = self._fs(self.url)
         fresh = not self.exists() or (group is not None and not fs.exists(f"{path}/{group}/.zgroup"))
         if fresh:
+            lazy = _row_bands(new) is not None
             with _quiet():
+                # dask-backed slices: the arrays are created here, their values written band of rows by band
                 new.to_zarr(_store(self.url, self.storage_options), group=group, mode="w-" if group is None else "a",
-                            encoding=enc, consolidated=False, zarr_format=ZARR_FORMAT)
+                            encoding=enc, consolidated=False, zarr_format=ZARR_FORMAT, compute=not lazy,
+                            align_chunks=lazy)
+            if lazy:
+                self._write_rows(new.drop_vars([c for c in new.coords if dim not in new[c].dims]), group=group,
+                                 region={dim: slice(0, new.sizes[dim])})
             self._commit()
             report.added = [_label(v) for v in new[dim].values]
             report.rewritten_from = 0
@@ -429,6 +435,25 @@ class CubeStore:
         report.rewritten_from = start
         return report
 
+    def _write_rows(self, body: xr.Dataset, *, group: str | None, region: dict) -> None:
+        """Region-write ``body`` (no coordinate outside the region's dim); dask-backed data one band of
+        :data:`ROW_BAND` rows per compute, so that memory is bounded by a band of rows however the
+        source's graph orders its reads (stackstac's does not order them block by block)."""
+        bands = _row_bands(body)
+        if bands is None:
+            parts = [(body, region)]
+        else:
+            parts = []
+            for k, rows in enumerate(bands):
+                part = body.isel(y=rows)
+                if k:  # the 1-D coordinates along the region's dim go with the first band
+                    part = part.drop_vars([c for c in part.coords if "y" not in part[c].dims])
+                parts.append((part, {**region, "y": rows, "x": slice(0, body.sizes["x"])}))
+        for part, reg in parts:
+            with _quiet():
+                part.to_zarr(_store(self.url, self.storage_options), group=group, region=reg, consolidated=False,
+                             mode="r+", align_chunks=True)
+
     def _stage(self, tail: xr.Dataset, enc: dict, *, start: int, length: int, dim: str, group: str | None) -> None:
         tfs, tpath = self._fs(self._txn_url)
         if tfs.exists(tpath):
@@ -455,9 +480,7 @@ class CubeStore:
         body = tail[[v for v in tail.data_vars]].assign_coords(
             {c: tail[c] for c in region_vars if c not in tail.data_vars}).drop_vars(
             [c for c in tail.coords if dim not in tail[c].dims])
-        with _quiet():
-            body.to_zarr(_store(self.url, self.storage_options), group=group, region={dim: slice(start, length)},
-                         consolidated=False, mode="r+", align_chunks=True)
+        self._write_rows(body, group=group, region={dim: slice(start, length)})
         # xarray never writes an index in a region write: encode the labels with the array's own units
         labels = tail[dim].values
         if dim == "time":
@@ -467,6 +490,20 @@ class CubeStore:
             g["time"][start:length] = np.asarray(enc)
         else:
             g[dim][start:length] = np.asarray(labels).astype(g[dim].dtype)
+
+
+#: rows written per compute when slices are dask-backed (:meth:`CubeStore._write_rows`)
+ROW_BAND = 1024
+
+
+def _row_bands(ds: xr.Dataset) -> list[slice] | None:
+    """Bands of rows to write ``ds`` in, or None when it is small or in memory (one write)."""
+    lazy = any(getattr(v.data, "dask", None) is not None or type(v.data).__module__.startswith("dask")
+               for v in ds.data_vars.values())
+    ny = ds.sizes.get("y", 0)
+    if not lazy or ny <= ROW_BAND:
+        return None
+    return [slice(r, min(r + ROW_BAND, ny)) for r in range(0, ny, ROW_BAND)]
 
 
 def _atomic_put(url: str, data: bytes, storage_options: Mapping) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import datetime as dt
+import os
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
@@ -58,6 +59,10 @@ log = logging.getLogger(__name__)
 #: GDAL retries nothing by default (GDAL_HTTP_MAX_RETRY=0) and waits 30 s when it does.
 GDAL_HTTP_RETRIES = 5
 GDAL_HTTP_RETRY_DELAY_S = 0.5
+#: GDAL's block cache, per process (GDAL's default: 5% of RAM). The loaders keep files open across
+#: chunks and read each block once, so a small cache loses nothing and bounds memory on big
+#: landscapes. Set GDAL_CACHEMAX in the environment to choose another size.
+os.environ.setdefault("GDAL_CACHEMAX", "256")
 #: clear dark pixels below this reflectance mean the offset was subtracted twice
 _DOUBLE_OFFSET_FLOOR = -0.04
 

@@ -140,3 +140,22 @@ def test_fire_like_and_severity_at_detection(backend):
     assert int(sev["severity"].values[0, 0]) == 4 and int(sev["severity"].values[0, 1]) == -1
     # a clearing-like change (SWIR 1.6 up, bright) is not fire
     assert (fire_like(drop, swdrop - 0.14, vis + 0.05).fillna(0).values == 0).all()
+
+
+def test_otsu_from_summed_histograms_equals_the_whole_scene():
+    """Big scenes: histograms of bands of rows add up to the scene's; NumPy and dask agree."""
+    from processors.water import _otsu_1d, mndwi_histogram, otsu_threshold
+
+    rng = np.random.default_rng(0)
+    a = np.concatenate([rng.normal(-0.4, 0.1, (4, 50, 60)), rng.normal(0.3, 0.1, (4, 50, 60))], axis=1)
+    a = a.astype(np.float32)
+    a[rng.random(a.shape) < 0.3] = np.nan
+    a[3] = np.nan
+    a[3, :5, :5] = 0.1  # too few clear pixels: the fallback
+    x = xr.DataArray(a, dims=("time", "y", "x"), coords={"time": np.arange(4)})
+    want = np.clip(np.nan_to_num([_otsu_1d(a[k].ravel()) for k in range(4)], nan=0.0), -0.1, 0.3).astype(np.float32)
+    parts = mndwi_histogram(x.isel(y=slice(0, 40))) + mndwi_histogram(x.isel(y=slice(40, None)))
+    for got in (otsu_threshold(x), otsu_threshold(x.chunk({"time": 1, "y": 32, "x": 25})).compute(),
+                otsu_threshold(histogram=parts)):
+        np.testing.assert_array_equal(got.values, want)
+    assert want[1] != 0 and want[3] == 0
