@@ -32,7 +32,7 @@ from numcodecs import Zstd
 from aoi.grid import Grid
 from aoi.landscapes import Landscape, load_landscapes
 from outputs.alerts import AlertStore
-from outputs.cube import ROW_BAND, CubeStore, _atomic_put
+from outputs.cube import CubeStore, _atomic_put, row_bands
 from processors.chain import (
     ChainThresholds,
     forest_burn_alerts,
@@ -203,12 +203,6 @@ def ingest(settings: Settings, land: Landscape, items: Sequence[dict], *,
     return rep
 
 
-def _bands_of_rows(ny: int) -> list[slice]:
-    """One compute per band of rows: stackstac's graphs are not ordered block by block, so a whole
-    scene in one compute holds every block of every band at once."""
-    return [slice(r, min(r + ROW_BAND, ny)) for r in range(0, ny, ROW_BAND)]
-
-
 def _stream(items: Sequence[dict], grid: Grid, store: CubeStore, rep: IngestReport,
             progress: Callable[[int, int], None] | None) -> None:
     """Write each solar day lazily, chunk by chunk (dask), from its own files: memory is bounded by
@@ -227,7 +221,7 @@ def _stream(items: Sequence[dict], grid: Grid, store: CubeStore, rep: IngestRepo
             # the scene's water threshold first (one pass over two bands), so that every layer
             # of a chunk can then be written as soon as its inputs are read
             m = mndwi(one["green"], one["swir16"])
-            hist = sum(mndwi_histogram(m.isel(y=rows)).compute() for rows in _bands_of_rows(m.sizes["y"]))
+            hist = sum(mndwi_histogram(m.isel(y=rows)).compute() for rows in row_bands(m.sizes["y"]))
             thr = otsu_threshold(histogram=hist)
             store.write(slices_from_reflectance(one, water_threshold=thr))
         except Exception as exc:

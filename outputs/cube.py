@@ -496,14 +496,18 @@ class CubeStore:
 ROW_BAND = 1024
 
 
+def row_bands(ny: int) -> list[slice]:
+    """Bands of :data:`ROW_BAND` rows covering ``ny`` rows: one compute each on big lazy data
+    (stackstac's graphs are not ordered block by block, so one compute over a whole scene holds
+    every block of every band at once)."""
+    return [slice(r, min(r + ROW_BAND, ny)) for r in range(0, ny, ROW_BAND)]
+
+
 def _row_bands(ds: xr.Dataset) -> list[slice] | None:
     """Bands of rows to write ``ds`` in, or None when it is small or in memory (one write)."""
-    lazy = any(getattr(v.data, "dask", None) is not None or type(v.data).__module__.startswith("dask")
-               for v in ds.data_vars.values())
+    lazy = any(v.chunks is not None for v in ds.data_vars.values())
     ny = ds.sizes.get("y", 0)
-    if not lazy or ny <= ROW_BAND:
-        return None
-    return [slice(r, min(r + ROW_BAND, ny)) for r in range(0, ny, ROW_BAND)]
+    return row_bands(ny) if lazy and ny > ROW_BAND else None
 
 
 def _atomic_put(url: str, data: bytes, storage_options: Mapping) -> None:
