@@ -161,8 +161,58 @@ def raw_decode(root: Path, date: str) -> float:
     return px / 1e6 / (time.perf_counter() - t0)
 
 
+class PhaseMeter:
+    """Peak resident memory per phase of the run, sampled from ``/proc/self/status`` every 0.2 s.
+
+    The phases are the pipeline functions the nightly flow calls (wrapped here, in the benchmark
+    only), so the report says where the peak is, not only how high it is.
+    """
+
+    PHASES = {"ingest": "ingest", "update_alerts": "alerts step, other (forest baseline, reads)",
+              "forest_burn_nightly": "forest/burn strips",
+              "_annual": "annual layers", "forest_burn_alerts": "alert polygons", "_probable_forest": "alert polygons",
+              "landscape_stats": "stats"}
+
+    def __init__(self) -> None:
+        import threading
+
+        from flows import pipeline
+
+        self.stack, self.peaks, self._stop = ["other"], {}, threading.Event()
+        for name, label in self.PHASES.items():
+            setattr(pipeline, name, self._wrap(getattr(pipeline, name), label))
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _wrap(self, fn, label):
+        def wrapped(*a, **k):
+            self.stack.append(label)
+            try:
+                return fn(*a, **k)
+            finally:
+                self.stack.pop()
+        return wrapped
+
+    @staticmethod
+    def rss_gb() -> float:
+        with open("/proc/self/status") as f:
+            kb = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+        return kb / 2**20
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.2):
+            ph = self.stack[-1]
+            self.peaks[ph] = max(self.peaks.get(ph, 0.0), self.rss_gb())
+
+    def stop(self) -> dict:
+        self._stop.set()
+        self._thread.join()
+        return {k: round(v, 2) for k, v in sorted(self.peaks.items(), key=lambda kv: -kv[1])}
+
+
 def child(root: Path) -> None:
     """The runs, in this (measured) process."""
+    meter = PhaseMeter()
     from flows.cluster import dask_client
     from flows.nightly import run_night
     from flows.settings import load_settings
@@ -192,7 +242,7 @@ def child(root: Path) -> None:
         alerts = store.frame(landscape_id=land.id)
     finally:
         store.close()
-    print("RESULT " + json.dumps({"shape": list(shape), "runs": runs,
+    print("RESULT " + json.dumps({"shape": list(shape), "runs": runs, "phases": meter.stop(),
                                   "alerts": {str(k): int(v) for k, v in alerts["kind"].value_counts().items()}}))
 
 
@@ -230,6 +280,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{'run':<28} {'seconds':>8} {'slices':>7} {'peak RSS so far':>16}")
         for r in res["runs"]:
             print(f"{r['night']:<28} {r['seconds']:>8} {r['slices']:>7} {r['rss_gb']:>13} GB  {r['status']}")
+        print("peak RSS by phase (sampled every 0.2 s): "
+              + ", ".join(f"{k} {v} GB" for k, v in res.get("phases", {}).items()))
         print(f"\nalerts in the table: {res['alerts']}  (planted: 20 clearings of 36 ha, one 16 km² fire)")
         print(f"raw rasterio decode (baseline): {raw:.1f} Mpx/s; a date of the landscape's files is "
               f"{h * w * 1.75 / 1e6:.0f} Mpx (4 bands at 10 m, 4 at 20 m)")

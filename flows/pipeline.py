@@ -324,14 +324,19 @@ def update_alerts(settings: Settings, land: Landscape, night: dt.date, *, store:
                                            thresholds=th.chain(), forest=forest)
             rep.notes.append(how)
             _annual(cube_store, cube, "annual/forest", year, {
-                "forest_baseline": lay["forest"].astype(np.uint8), "forest_status": lay["forest_status"].astype(np.int8),
-                "burn_severity": lay["severity"].astype(np.int8), "dnbr": lay["dnbr"].astype(np.float32)})
+                "forest_baseline": lay["forest"].astype(np.uint8),
+                "forest_status": lay["forest_status"].astype(np.int8, copy=False),
+                "burn_severity": lay["severity"].astype(np.int8, copy=False),
+                "dnbr": lay["dnbr"].astype(np.float32, copy=False)})
+            release_layers(lay)
             fb = forest_burn_alerts(lay, landscape_id=land.id, thresholds=th.chain())
+            release_layers(lay)
             if "forest" in ecos:
                 frames.append(_probable_forest(lay, fb, land.id, th.forest_mmu_ha))
             else:
                 fb = fb[fb.kind != "forest_loss"]
             frames.append(fb)
+            del lay
         elif not have_base:
             rep.notes.append(f"no baseline years {base_years} in the cube: run the backfill first")
     if "wetland" in ecos:
@@ -550,7 +555,9 @@ def forest_burn_nightly(store: CubeStore, ds: xr.Dataset, *, season0: dt.date, y
             out, maps = _mapped_like(lay, forest)
         for v in lay.data_vars:
             out[v].data[rows] = lay[v].data
+        del lay
         _release(maps)
+        trim_heap()
     what = ", ".join(f"{h} in {c} strip(s)" for h, c in hows.items())
     return out, f"forest/burn state {what} of {len(strips)}: {n} new observation(s)"
 
@@ -577,6 +584,32 @@ def _release(maps: list[np.memmap]) -> None:
     for a in maps:
         a.flush()
         a._mmap.madvise(mmap.MADV_DONTNEED)
+
+
+def release_layers(lay: xr.Dataset) -> None:
+    """:func:`_release` for every variable of ``lay`` held in a memory-mapped scratch file (the layers
+    of a landscape advanced in strips); a no-op for in-memory layers. Reading a layer maps its pages
+    back in, so the flow calls this after each whole-landscape pass (annual layers, alerts)."""
+    maps = []
+    for v in lay.data_vars:
+        a = lay[v].data
+        while a is not None and not isinstance(a, np.memmap):
+            a = getattr(a, "base", None)
+        if isinstance(a, np.memmap) and getattr(a, "_mmap", None) is not None:
+            maps.append(a)
+    _release(maps)
+
+
+def trim_heap() -> None:
+    """Hand the C heap's free pages back to the system (glibc ``malloc_trim``): after the strips,
+    thousands of freed chunk-sized buffers would otherwise stay in the process's resident set."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to do
+        pass
 
 
 def _forest_mask(store: CubeStore, cube: xr.Dataset, year: int) -> xr.DataArray | None:

@@ -17,12 +17,11 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import xarray as xr
-from scipy import ndimage
 
 from .burn import SEVERITY_NAMES, burn_severity_at_detection, drop_from_previous, fire_like
 from .forest import CONFIRMED, forest_baseline, loss_status, seasonal_anomaly
 from .indices import mndwi, nbr, ndvi
-from .vectorize import vectorize_alerts
+from .vectorize import Patches, vectorize_alerts
 
 __all__ = ["ChainThresholds", "observation_layers", "forest_burn_layers", "forest_burn_alerts", "wetland_layers", "wetland_alerts",
            "grassland_layers"]
@@ -139,9 +138,8 @@ def forest_burn_layers(ds: xr.Dataset, *, monitor_start: str, mask_years: list[i
 
 def _grow(seed: np.ndarray, allowed: np.ndarray) -> np.ndarray:
     """Hysteresis: pixels of ``allowed`` connected (8-neighbourhood) to ``seed``."""
-    lab, _ = ndimage.label(seed | allowed, structure=np.ones((3, 3)))
-    keep = np.unique(lab[seed])
-    return np.isin(lab, keep[keep > 0])
+    pat = Patches(seed | allowed, count={"seed": seed})
+    return pat.select(pat.counts["seed"] > 0)
 
 
 def forest_burn_alerts(layers: xr.Dataset, *, landscape_id: str,
@@ -159,12 +157,10 @@ def forest_burn_alerts(layers: xr.Dataset, *, landscape_id: str,
                           first_detected=layers["forest_first"], status="confirmed")
     burned = layers["burn_status"].data == CONFIRMED
     # keep burn patches with a core of at least moderate severity: scattered low-severity noise has none
-    lab, n = ndimage.label(burned, structure=np.ones((3, 3)))
-    if n:
+    pat = Patches(burned, count={"core": (layers["severity"].data >= 2) & burned})
+    if pat.n:
         tr = layers["burn_status"].rio.transform()
-        px_ha = abs(tr.a * tr.e) / 1e4
-        core = np.bincount(lab[(layers["severity"].data >= 2) & burned], minlength=n + 1) * px_ha
-        burned = burned & np.isin(lab, np.nonzero(core >= th.burn_core_ha)[0])
+        burned = pat.select(pat.counts["core"] * abs(tr.a * tr.e) / 1e4 >= th.burn_core_ha)
     bm = layers["burn_status"].copy(data=burned)
     ba = vectorize_alerts(bm, kind="burn_scar", landscape_id=landscape_id, min_area_ha=th.burn_mmu_ha,
                           first_detected=layers["burn_first"], severity=layers["severity"],

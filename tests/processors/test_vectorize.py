@@ -72,3 +72,85 @@ def test_dask_input_is_refused_with_the_fix():
     lazy = m.copy(data=da.from_array(m.values, chunks=10))
     with pytest.raises(TypeError, match="compute it before vectorising"):
         vectorize_alerts(lazy, kind="forest_loss", landscape_id="x", min_area_ha=0.5)
+
+
+# ---------------------------------------------------------------------- patches labelled in bands of rows
+@pytest.mark.parametrize("connectivity", [8, 4])
+def test_patches_in_bands_are_the_whole_mask_labelling(connectivity):
+    """Labelling band by band and joining across band edges gives scipy's partition of the whole
+    mask: the same patches, sizes, boxes, per-patch counts and selections, for any band height."""
+    from scipy import ndimage
+
+    from processors.vectorize import Patches
+
+    rng = np.random.default_rng(3)
+    st = np.ones((3, 3)) if connectivity == 8 else None
+    for _ in range(60):
+        h, w = rng.integers(1, 50, 2)
+        m = rng.random((h, w)) < rng.uniform(0.05, 0.7)
+        seed = m & (rng.random((h, w)) < 0.1)
+        lab, n = ndimage.label(m, structure=st)
+        p = Patches(m, connectivity=connectivity, band_rows=int(rng.integers(1, 9)), count={"seed": seed})
+        assert p.n == n
+        whole = lab[p.pix_r, p.pix_c]  # each patch's label in the whole-mask labelling
+        assert sorted(whole.tolist()) == list(range(1, n + 1))
+        assert (p.sizes == np.bincount(lab.ravel())[1:][whole - 1]).all()
+        assert (p.counts["seed"] == np.bincount(lab[seed], minlength=n + 1)[1:][whole - 1]).all()
+        objs = ndimage.find_objects(lab)
+        for i in range(n):
+            assert p.box(i) == objs[whole[i] - 1]
+            sub, win = p.pixels(i)
+            assert (sub == (lab[win] == whole[i])).all()
+        keep = rng.random(n) < 0.5
+        assert (p.select(keep) == np.isin(lab, whole[keep])).all()
+
+
+def test_a_patch_winding_through_many_bands_is_one_patch():
+    """A serpentine joined only at its turns, and two patches touching only diagonally across a band
+    edge (8-connected: one; 4-connected: two)."""
+    from processors.vectorize import Patches
+
+    m = np.zeros((21, 12), bool)
+    m[0::4, 1:11] = True  # rows 0, 4, 8, ... joined at alternate ends
+    for k, r in enumerate(range(0, 20, 4)):
+        m[r:r + 5, 10 if k % 2 == 0 else 1] = True
+    p = Patches(m, band_rows=3)
+    assert p.n == 1 and p.sizes[0] == m.sum()
+    d = np.zeros((6, 6), bool)
+    d[2, 2] = d[3, 3] = True  # diagonal neighbours across the edge between rows 2 and 3
+    assert Patches(d, band_rows=3).n == 1
+    assert Patches(d, band_rows=3, connectivity=4).n == 2
+
+
+def test_alerts_do_not_depend_on_the_band_height(monkeypatch):
+    """The alerts (ids, areas, dates, geometry) of patches that cross many band edges are the same
+    labelled in bands of 5 rows as in one band; forest/burn alerts too (hysteresis and burn cores)."""
+    import processors.vectorize as vec
+    from processors.chain import forest_burn_alerts
+    from processors.forest import CONFIRMED
+
+    m, d = _mask([(2, 40, 3, 9), (10, 12, 9, 30), (30, 55, 20, 50), (45, 58, 49, 59)],
+                 ["2024-07-01", "2024-06-20", "2024-08-01", "2024-07-15"])
+    one = vectorize_alerts(m, kind="forest_loss", landscape_id="x", min_area_ha=0.01, first_detected=d, band_rows=100)
+    many = vectorize_alerts(m, kind="forest_loss", landscape_id="x", min_area_ha=0.01, first_detected=d, band_rows=5)
+    assert len(one) == 2 and list(one["alert_id"]) == list(many["alert_id"])
+    assert list(one["area_ha"]) == list(many["area_ha"])
+    assert all(a.equals(b) for a, b in zip(one.geometry, many.geometry))
+
+    rng = np.random.default_rng(0)
+    like = m.astype(np.int8) * 0
+    fs = np.zeros(m.shape, np.int8)
+    fs[5:20, 5:20] = CONFIRMED
+    bs = np.zeros(m.shape, np.int8)
+    bs[30:58, 30:58] = CONFIRMED
+    sev = np.where(bs == CONFIRMED, rng.integers(0, 5, m.shape), -1).astype(np.int8)
+    lay = xr.Dataset({"forest": like.copy(data=np.ones(m.shape, bool)), "forest_status": like.copy(data=fs),
+                      "forest_weak": like.copy(data=rng.random(m.shape) < 0.3), "burn_status": like.copy(data=bs),
+                      "forest_first": d.fillna(np.datetime64("2024-07-01")), "burn_first": d.fillna(np.datetime64("2024-07-02")),
+                      "severity": like.copy(data=sev)})
+    whole = forest_burn_alerts(lay, landscape_id="x")
+    monkeypatch.setattr(vec, "BAND_ROWS", 4)
+    banded = forest_burn_alerts(lay, landscape_id="x")
+    assert set(whole["kind"]) == {"forest_loss", "burn_scar"}
+    assert list(whole["alert_id"]) == list(banded["alert_id"]) and list(whole["area_ha"]) == list(banded["area_ha"])
+    assert whole["area_ha"].max() > 15 * 15 * 0.01  # the hysteresis grew the confirmed core into the weak pixels
