@@ -23,12 +23,12 @@ from aoi import load_landscapes
 from processors.chain import (
     forest_burn_alerts,
     forest_burn_layers,
+    grassland_alerts,
     grassland_layers,
     wetland_alerts,
     wetland_layers,
 )
 from processors.seasons import season_windows
-from processors.vectorize import vectorize_alerts
 from sources.load import load_reflectance
 from sources.search import search_items
 
@@ -115,13 +115,13 @@ def evaluate_archive(archive: str | Path, *, progress: Callable[[str], None] | N
         if "grassland" in ecos:
             gl = grassland_layers(ds, start_doy=w.peak_start_doy, end_doy=w.peak_end_doy, year=my)
             with dask.config.set(scheduler="threads"):
-                k = gl["trend_class"].compute().values
+                gl = gl[["slope", "p_value", "trend_class"]].compute()
+            k = gl["trend_class"].values
             gc, gmask = root / "truth" / land.id / "grassland_class.tif", root / "truth" / land.id / "grassland_mask.tif"
             if gc.exists():
                 tc, gm = _read(gc), _read(gmask).astype(bool)
                 win["grassland_agreement"] = round(float((k[gm] == tc[gm]).mean()), 4)
-            ga = vectorize_alerts(gl["trend_class"].copy(data=(k == -1)), kind="grassland_degradation",
-                                  landscape_id=land.id, min_area_ha=5.0, status="confirmed")
+            ga = grassland_alerts(gl, landscape_id=land.id, first_detected=f"{my}-01-01")
             frames.append(ga)
         alerts = pd.concat([f for f in frames if len(f)], ignore_index=True) if any(len(f) for f in frames) else frames[0]
         alerts = gpd.GeoDataFrame(alerts, geometry="geometry", crs=4326)

@@ -36,6 +36,7 @@ from outputs.cube import CubeStore, _atomic_put, row_bands
 from processors.chain import (
     ChainThresholds,
     forest_burn_alerts,
+    grassland_alerts,
     grassland_layers,
     wetland_alerts,
     wetland_layers,
@@ -369,20 +370,19 @@ def update_alerts(settings: Settings, land: Landscape, night: dt.date, *, store:
                 gl = grassland_layers(sub, start_doy=w.peak_start_doy, end_doy=w.peak_end_doy,
                                       year=year, p_max=th.grass_p_max, slope_per_year=th.grass_slope_per_year)
                 gl = gl[["slope", "p_value", "trend_class"]].compute()
-                k = gl["trend_class"]
                 _annual(cube_store, cube, "annual/grassland", year, {
                     "grass_slope": gl["slope"].astype(np.float32), "grass_p_value": gl["p_value"].astype(np.float32),
                     "grass_class": gl["trend_class"].fillna(-2).astype(np.int8)})
-                first = np.where(k.values == -1, np.datetime64(peak0.date(), "ns"), np.datetime64("NaT", "ns"))
-                return vectorize_alerts(k.copy(data=(k.values == -1)), kind="grassland_degradation",
-                                        landscape_id=land.id, min_area_ha=th.grass_mmu_ha, status="confirmed",
-                                        first_detected=k.copy(data=first)), {}
+                return grassland_alerts(gl, landscape_id=land.id, first_detected=str(peak0.date()),
+                                        min_area_ha=th.grass_mmu_ha, weak_p_max=th.grass_weak_p_max,
+                                        weak_slope_per_year=th.grass_weak_slope_per_year), {}
 
             # the trend reads only the peak-window observations of every year
             peak = sub.isel(time=np.nonzero(np.asarray((doy >= w.peak_start_doy) & (doy <= w.peak_end_doy)))[0])
             ga, _, how = _period(cube_store, "grassland", year, peak, [w.peak_start_doy, w.peak_end_doy,
                                                                        th.grass_p_max, th.grass_slope_per_year,
-                                                                       th.grass_mmu_ha], grassland)
+                                                                       th.grass_mmu_ha, th.grass_weak_p_max,
+                                                                       th.grass_weak_slope_per_year], grassland)
             rep.notes.append(f"grassland trend {how}")
             frames.append(ga)
     frames = [f for f in frames if len(f)]

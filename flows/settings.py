@@ -90,6 +90,10 @@ class ThresholdSettings(BaseModel):
     grass_p_max: float = Field(0.05, gt=0, le=1)
     grass_slope_per_year: float = Field(0.005, ge=0)
     grass_mmu_ha: float = Field(5.0, gt=0)
+    #: hysteresis of the degradation alerts: pixels next to a significant patch join it at this p-value
+    grass_weak_p_max: float = Field(0.10, gt=0, le=1)
+    #: ... when their slope is at least this steep (NDVI per year, downwards)
+    grass_weak_slope_per_year: float = Field(0.0075, ge=0)
 
     @field_validator("wetland_months")
     @classmethod

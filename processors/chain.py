@@ -24,7 +24,7 @@ from .indices import mndwi, nbr, ndvi
 from .vectorize import Patches, vectorize_alerts
 
 __all__ = ["ChainThresholds", "observation_layers", "forest_burn_layers", "forest_burn_alerts", "wetland_layers", "wetland_alerts",
-           "grassland_layers"]
+           "grassland_layers", "grassland_alerts"]
 
 
 @dataclass(frozen=True)
@@ -224,11 +224,32 @@ def wetland_alerts(layers: xr.Dataset, *, landscape_id: str, loss_fraction: floa
 
 # ------------------------------------------------------------------------------------------ grasslands
 def grassland_layers(ds: xr.Dataset, *, start_doy: int, end_doy: int, year: int, p_max: float = 0.05,
-                     slope_per_year: float = 0.005) -> xr.Dataset:
-    """Growing-season NDVI per year, its trend class, slope, p-value and this year's anomaly (lazy)."""
+                     slope_per_year: float = 0.005, min_obs: int = 1) -> xr.Dataset:
+    """Growing-season NDVI per year (years with fewer than ``min_obs`` clear looks are gaps), its
+    trend class, slope, p-value and this year's anomaly (lazy)."""
     from .grassland import grassland_trend, growing_season_ndvi, ndvi_anomaly_z
 
-    gs = growing_season_ndvi(ndvi(ds["red"], ds["nir"]), start_doy=start_doy, end_doy=end_doy)
+    gs = growing_season_ndvi(ndvi(ds["red"], ds["nir"]), start_doy=start_doy, end_doy=end_doy, min_obs=min_obs)
     tr = grassland_trend(gs, p_max=p_max, slope_per_year=slope_per_year)
     return xr.Dataset({"gs_ndvi": gs, "slope": tr["slope"], "p_value": tr["p_value"],
                        "trend_class": tr["trend_class"], "anomaly_z": ndvi_anomaly_z(gs, year=year)})
+
+
+def grassland_alerts(layers: xr.Dataset, *, landscape_id: str, first_detected: str, min_area_ha: float = 5.0,
+                     weak_p_max: float = 0.10, weak_slope_per_year: float = 0.0075) -> gpd.GeoDataFrame:
+    """``grassland_degradation`` alerts from *computed* layers (:func:`grassland_layers`).
+
+    The patches are the degrading pixels (``trend_class`` -1: p <= 0.05 and slope <= -0.005 by
+    default), completed with the adjacent pixels of weaker evidence (p <= ``weak_p_max`` and slope
+    <= -``weak_slope_per_year``), as the forest-loss alerts are: with 5-7 yearly values of a few
+    clear looks each, the test misses much of a degrading patch's edge, where the decline is real
+    but slower. The class layer itself is not changed. Patches of ``min_area_ha`` or more.
+    """
+    k = layers["trend_class"]
+    core = np.asarray(k.data) == -1
+    weak = (np.asarray(layers["slope"].data) <= -weak_slope_per_year) & (np.asarray(layers["p_value"].data) <= weak_p_max)
+    mask = _grow(core, weak) if core.any() else core
+    day = np.datetime64(first_detected, "ns")
+    first = k.copy(data=np.where(mask, day, np.datetime64("NaT", "ns")))
+    return vectorize_alerts(k.copy(data=mask), kind="grassland_degradation", landscape_id=landscape_id,
+                            min_area_ha=min_area_ha, status="confirmed", first_detected=first)

@@ -13,7 +13,7 @@ __all__ = ["growing_season_ndvi", "grassland_trend", "ndvi_anomaly_z", "DEGRADIN
 DEGRADING, STABLE, IMPROVING = -1, 0, 1
 
 
-def growing_season_ndvi(ndvi: xr.DataArray, *, start_doy: int, end_doy: int, min_obs: int = 2) -> xr.DataArray:
+def growing_season_ndvi(ndvi: xr.DataArray, *, start_doy: int, end_doy: int, min_obs: int = 1) -> xr.DataArray:
     """Mean NDVI of the clear observations inside the growing-season window, per year and pixel.
 
     Parameters
@@ -23,7 +23,10 @@ def growing_season_ndvi(ndvi: xr.DataArray, *, start_doy: int, end_doy: int, min
     start_doy, end_doy : int
         The window (see :func:`processors.seasons.season_windows`).
     min_obs : int
-        Fewer clear observations in a year give NaN for that year.
+        Fewer clear observations in a year give NaN for that year. The default, 1, keeps a year
+        seen only once: over 5-7 years, a missing year costs the Mann-Kendall test more power
+        than one look's noise (at n = 5, a single reversed pair already puts p above 0.05), and
+        cloudy summers often leave a pixel one clear peak-season look.
 
     Returns
     -------
