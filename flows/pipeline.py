@@ -32,7 +32,7 @@ from numcodecs import Zstd
 from aoi.grid import Grid
 from aoi.landscapes import Landscape, load_landscapes
 from outputs.alerts import AlertStore
-from outputs.cube import CubeStore, _atomic_put, row_bands
+from outputs.cube import DASK_READ_PX, ROW_BAND, CubeStore, _atomic_put, row_bands
 from processors.chain import (
     ChainThresholds,
     forest_burn_alerts,
@@ -630,6 +630,10 @@ def _annual(store: CubeStore, cube: xr.Dataset, group: str, year: int, layers: d
     ds = xr.Dataset({k: v.drop_vars([c for c in v.coords if c not in ("y", "x")]).expand_dims(year=[year])
                      for k, v in layers.items()})
     ds = ds.assign_coords(y=cube["y"], x=cube["x"]).rio.write_crs(cube.rio.crs)
+    if ds.sizes["y"] * ds.sizes["x"] > DASK_READ_PX:
+        # a big landscape's layers (memory-mapped after the strips) are encoded and written a band of
+        # rows at a time: encoding whole arrays (fill values, casts) made copies of each of them
+        ds = ds.chunk({"year": 1, "y": ROW_BAND, "x": -1})
     store.write_annual(ds, group=group)
 
 

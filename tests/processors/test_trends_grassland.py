@@ -70,6 +70,10 @@ def test_growing_season_mean_and_min_obs(backend):
     assert gs.sel(year=2025).values[1, 1] == pytest.approx(0.7)
     assert np.isnan(gs.sel(year=2025).values[0, 0])  # one clear observation only
     assert np.isnan(gs.sel(year=2026).values).all()  # October is outside the window
+    # the default keeps a year seen once: 5-7 years are all the Mann-Kendall test has
+    gs1 = growing_season_ndvi(nd, start_doy=w.growing_start_doy, end_doy=w.growing_end_doy)
+    assert gs1.sel(year=2025).values[0, 0] == pytest.approx(0.8)
+    assert gs1.sel(year=2025).values[1, 1] == pytest.approx(0.7)
 
 
 def test_anomaly_z():
@@ -89,3 +93,31 @@ def test_season_windows_shift_with_latitude():
     assert n.growing_start_doy > s.growing_start_doy and n.snow_end_doy > s.snow_end_doy
     with pytest.raises(ValueError, match="outside 35-60°N"):
         season_windows(10.0)
+
+
+def test_grassland_alerts_grow_significant_patches_into_weaker_evidence():
+    """A degrading core (p <= 0.05) is completed with the adjacent pixels of weaker evidence
+    (p <= 0.10 and slope <= -0.0075/yr); weak evidence alone, or too shallow a slope, or a weak
+    patch not touching a core, raises nothing. The class layer is left as the test gave it."""
+    from processors.chain import grassland_alerts
+
+    n = 80
+    y = 5_300_000 - 10.0 * np.arange(n) - 5
+    x = 600_000 + 10.0 * np.arange(n) + 5
+    slope = np.zeros((n, n), np.float32)
+    p = np.ones((n, n), np.float32)
+    slope[10:40, 10:40], p[10:40, 10:40] = -0.01, 0.08  # weak ring around the core
+    slope[15:35, 15:35], p[15:35, 15:35] = -0.02, 0.01  # core: 400 px = 4 ha
+    slope[10:40, 38:40] = -0.006  # too shallow to join: 2 columns of the ring
+    slope[55:75, 55:75], p[55:75, 55:75] = -0.02, 0.09  # weak and steep, but no core: nothing
+    klass = np.where((p <= 0.05) & (slope <= -0.005), DEGRADING, STABLE).astype(np.int8)
+    da = lambda a: xr.DataArray(a, dims=("y", "x"), coords={"y": y, "x": x})  # noqa: E731
+    lay = xr.Dataset({"slope": da(slope), "p_value": da(p), "trend_class": da(klass)}).rio.write_crs(32650)
+    a = grassland_alerts(lay, landscape_id="steppe", first_detected="2026-06-21", min_area_ha=5.0)
+    assert len(a) == 1 and a["n_pixels"].iloc[0] == 30 * 28  # core + ring, less the shallow columns
+    assert str(a["first_detected"].iloc[0]) == "2026-06-21" and a["status"].iloc[0] == "confirmed"
+    assert (lay["trend_class"].values == klass).all()
+    # without the hysteresis the core alone is under the 5 ha minimum mapping unit
+    assert len(grassland_alerts(lay, landscape_id="steppe", first_detected="2026-06-21", weak_p_max=0.05)) == 0
+    lay["trend_class"][:] = STABLE  # no core anywhere: weak evidence alone is no alert
+    assert len(grassland_alerts(lay, landscape_id="steppe", first_detected="2026-06-21")) == 0
