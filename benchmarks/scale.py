@@ -13,7 +13,7 @@ The baseline measured in the same run is raw decoding of one date's files with r
 pipeline's throughput (megapixel-dates per second: pixels of the landscape x dates processed) is
 printed as a ratio to it.
 
-    python -m benchmarks scale [--size 10000] [--out DIR] [--keep]
+    python -m benchmarks scale [--size 10000] [--nights 0|1|2] [--out DIR] [--keep]
 
 Target: peak RSS <= 3 GB.
 """
@@ -209,7 +209,7 @@ class PhaseMeter:
         return {k: round(v, 2) for k, v in sorted(self.peaks.items(), key=lambda kv: -kv[1])}
 
 
-def child(root: Path) -> None:
+def child(root: Path, nights: int = 2) -> None:
     """The runs, in this (measured) process."""
     meter = PhaseMeter()
     from flows.cluster import dask_client
@@ -224,7 +224,7 @@ def child(root: Path) -> None:
     runs = []
     with dask_client(settings.dask):
         plan = [(dt.date.fromisoformat(FIRST_RUN_THROUGH), (dt.date(2025, 6, 1), dt.date.fromisoformat(FIRST_RUN_THROUGH)))]
-        plan += [(dt.date.fromisoformat(d), None) for d in SEASON_DATES if d > FIRST_RUN_THROUGH]
+        plan += [(dt.date.fromisoformat(d), None) for d in SEASON_DATES if d > FIRST_RUN_THROUGH][:nights]
         for night, window in plan:
             t0 = time.perf_counter()
             s = run_night(settings, night, window=window, inline=True, notify=False, report=False)
@@ -250,10 +250,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--size", type=int, default=10_000, help="landscape side in pixels (10 m)")
     ap.add_argument("--out", default=None, help="work folder (default: a temporary one, removed)")
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
+    ap.add_argument("--nights", type=int, default=2, choices=[0, 1, 2],
+                    help="single-scene nights after the first run (default 2)")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv if argv is not None else sys.argv[2:])
     if args.child:
-        child(Path(args.child))
+        child(Path(args.child), args.nights)
         return
     work = Path(args.out or tempfile.mkdtemp(prefix="amurwatch-bench-scale-"))
     try:
@@ -261,7 +263,8 @@ def main(argv: list[str] | None = None) -> None:
         gen = generate(work / "archive", args.size)
         raw = raw_decode(work / "archive", SEASON_DATES[-1])
         t0 = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "benchmarks.scale", "--child", str(work / "archive")],
+        proc = subprocess.run([sys.executable, "-m", "benchmarks.scale", "--child", str(work / "archive"),
+                               "--nights", str(args.nights)],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         wall = time.perf_counter() - t0
         peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
@@ -271,7 +274,7 @@ def main(argv: list[str] | None = None) -> None:
             print(proc.stdout[-6000:])
             raise SystemExit(f"the runs failed (exit {proc.returncode}); peak RSS {peak:.2f} GB")
         h, w = res["shape"]
-        dates = len(BASE_DATES) + len(SEASON_DATES)
+        dates = len(BASE_DATES) + len(SEASON_DATES) - (2 - args.nights)
         thr = h * w * dates / 1e6 / wall
         ratio = h * w * 1.75 * dates / 1e6 / wall / raw  # file pixels decoded per second, as the baseline counts
         print(f"\nlandscape {h} x {w} px at 10 m ({h * w / 1e6:.0f} Mpx), {dates} dates; archive written in "

@@ -630,11 +630,16 @@ def _annual(store: CubeStore, cube: xr.Dataset, group: str, year: int, layers: d
     ds = xr.Dataset({k: v.drop_vars([c for c in v.coords if c not in ("y", "x")]).expand_dims(year=[year])
                      for k, v in layers.items()})
     ds = ds.assign_coords(y=cube["y"], x=cube["x"]).rio.write_crs(cube.rio.crs)
-    if ds.sizes["y"] * ds.sizes["x"] > DASK_READ_PX:
-        # a big landscape's layers (memory-mapped after the strips) are encoded and written a band of
-        # rows at a time: encoding whole arrays (fill values, casts) made copies of each of them
-        ds = ds.chunk({"year": 1, "y": ROW_BAND, "x": -1})
-    store.write_annual(ds, group=group)
+    if ds.sizes["y"] * ds.sizes["x"] <= DASK_READ_PX:
+        store.write_annual(ds, group=group)
+        return
+    # A big landscape's layers (memory-mapped after the strips) are compared, staged and written a
+    # band of rows at a time: whole in-memory arrays were concatenated, sorted and encoded whole
+    # (fill values, casts), a copy each time (6 GB at 10,000 x 10,000 px). The chunks slice the
+    # arrays in place, so they are computed in this process: a distributed client would pickle the
+    # whole arrays into every graph it is sent.
+    with dask.config.set(scheduler="threads"):
+        store.write_annual(ds.chunk({"year": 1, "y": ROW_BAND, "x": -1}), group=group)
 
 
 def carry_ids(cand: gpd.GeoDataFrame, existing: gpd.GeoDataFrame) -> gpd.GeoDataFrame:

@@ -1,0 +1,65 @@
+"""A big landscape's annual layers: written a band of rows at a time, equal to the in-memory write.
+
+The flow's annual write (``flows.pipeline._annual``) switches to banded, lazily sliced writes above
+``DASK_READ_PX`` pixels (the 10,000 x 10,000 px benchmark peaked at 6 GB in the whole-array write).
+The thresholds are lowered here so that a 70 x 50 px cube takes that path, under a real in-process
+dask.distributed client, as in the nightly flow (a client would otherwise pickle the whole arrays
+into each graph).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+from distributed import Client
+
+import flows.pipeline as pl
+import outputs.cube as oc
+
+from ..outputs.conftest import make_slices
+
+
+def _layers(like: xr.DataArray, seed: int, tmp_path) -> dict[str, xr.DataArray]:
+    rng = np.random.default_rng(seed)
+    shape = like.shape
+    dnbr = np.memmap(tmp_path / f"dnbr{seed}", dtype=np.float32, mode="w+", shape=shape)  # as after the strips
+    dnbr[:] = np.where(rng.random(shape) < 0.2, rng.uniform(-0.1, 0.9, shape), np.nan)
+    return {"forest_baseline": like.copy(data=(rng.random(shape) < 0.7).astype(np.uint8)),
+            "forest_status": like.copy(data=rng.integers(0, 3, shape).astype(np.int8)),
+            "burn_severity": like.copy(data=rng.integers(-1, 5, shape).astype(np.int8)),
+            "dnbr": like.copy(data=dnbr)}
+
+
+def test_big_annual_layers_are_written_in_bands_and_equal_the_in_memory_write(tmp_path, monkeypatch):
+    slices = make_slices(["2026-06-01"], shape=(70, 50))
+    eager, banded = oc.CubeStore(tmp_path / "a.zarr"), oc.CubeStore(tmp_path / "b.zarr")
+    for s in (eager, banded):
+        s.write(slices)
+    cube = banded.open()
+    like = cube["ndvi"].isel(time=0, drop=True)
+    writes = []
+    real_write_rows = oc.CubeStore._write_rows
+
+    def spy(self, body, *, group, region):
+        writes.append((group, oc._row_bands(body) is not None))
+        return real_write_rows(self, body, group=group, region=region)
+
+    monkeypatch.setattr(oc.CubeStore, "_write_rows", spy)
+    with Client(processes=False, n_workers=1, threads_per_worker=2, dashboard_address=":0"):
+        # fresh group, then the same year replaced by other values, then an unchanged rewrite
+        for seed in (1, 2, 2):
+            lay = _layers(like, seed, tmp_path)
+            pl._annual(eager, cube, "annual/forest", 2026, lay)
+            with monkeypatch.context() as m:
+                m.setattr(pl, "DASK_READ_PX", 100)
+                m.setattr(pl, "ROW_BAND", 16)
+                m.setattr(oc, "ROW_BAND", 16)
+                pl._annual(banded, cube, "annual/forest", 2026, lay)
+            a = oc.open_cube(eager.url, group="annual/forest").load()
+            b = oc.open_cube(banded.url, group="annual/forest").load()
+            xr.testing.assert_identical(a, b)
+            assert np.array_equal(b["dnbr"].values[0], np.asarray(lay["dnbr"].data), equal_nan=True)
+    # the banded store was written band by band (fresh and replaced), the eager one whole
+    assert ("annual/forest", True) in writes and ("annual/forest", False) in writes
+    assert b.sizes["year"] == 1 and int(b["forest_status"].max()) == 2
+
