@@ -421,8 +421,11 @@ class CubeStore:
         else:
             kept_old = old.isel({dim: slice(start, None)})
             kept_old = kept_old.drop_sel({dim: [v for v in new[dim].values if v in kept_old.indexes[dim]]})
-            tail = xr.concat([kept_old[list(spec) + [c for c in new.coords if new[c].dims == (dim,) and c != dim]],
-                              new], dim=dim, coords="minimal", compat="override", join="override").sortby(dim)
+            if kept_old.sizes[dim] == 0:  # only replaced labels from ``start`` on (concat of an empty
+                tail = new                  # lazy side fails in dask's chunking: 10k annual layers)
+            else:
+                tail = xr.concat([kept_old[list(spec) + [c for c in new.coords if new[c].dims == (dim,) and c != dim]],
+                                  new], dim=dim, coords="minimal", compat="override", join="override").sortby(dim)
             tail = tail.rio.write_crs(new.rio.crs)
             self._stage(tail, enc, start=start, length=length, dim=dim, group=group)
         self._apply(tail, start=start, length=length, dim=dim, group=group)
