@@ -123,6 +123,12 @@ def demo_generate(
         raise typer.Exit(EXIT_BAD_INPUT)
 
 
+def _detected(res: dict) -> str:
+    """``8/9``, naming the misses under the 0.5 ha target (they do not fail it)."""
+    under = res["events_missed"] - res["events_missed_over_mmu"]
+    return f"{res['events_detected']}/{res['events']}" + (f" ({under} missed < 0.5 ha)" if under else "")
+
+
 @demo_app.callback()
 def demo(
     ctx: typer.Context,
@@ -478,10 +484,3 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-
-
-def _detected(res: dict) -> str:
-    """``8/9`` and, when the misses are all under the 0.5 ha target, a word saying so."""
-    text = f"{res['events_detected']}/{res['events']}"
-    under = res.get("events_missed", 0) - res.get("events_missed_over_mmu", res.get("events_missed", 0))
-    return text + (f" ({under} missed < 0.5 ha)" if under else "")

@@ -540,7 +540,6 @@ def forest_burn_nightly(store: CubeStore, ds: xr.Dataset, *, season0: dt.date, y
                                     base_years=base_years, thresholds=thresholds)
         return state_layers(st, forest, thresholds), f"forest/burn state {how}: {n} new observation(s)"
     out: xr.Dataset | None = None
-    maps: list[np.memmap] = []
     hows: dict[str, int] = {}
     n = 0
     for rows in strips:
@@ -552,17 +551,17 @@ def forest_burn_nightly(store: CubeStore, ds: xr.Dataset, *, season0: dt.date, y
         lay = state_layers(st, forest.isel(y=rows), thresholds)
         del st
         if out is None:
-            out, maps = _mapped_like(lay, forest)
+            out = _mapped_like(lay, forest)
         for v in lay.data_vars:
             out[v].data[rows] = lay[v].data
         del lay
-        _release(maps)
+        release_layers(out)
         trim_heap()
     what = ", ".join(f"{h} in {c} strip(s)" for h, c in hows.items())
     return out, f"forest/burn state {what} of {len(strips)}: {n} new observation(s)"
 
 
-def _mapped_like(lay: xr.Dataset, grid: xr.DataArray) -> tuple[xr.Dataset, list[np.memmap]]:
+def _mapped_like(lay: xr.Dataset, grid: xr.DataArray) -> xr.Dataset:
     """Full-grid layers like the strip's ``lay``, each in an unlinked memory-mapped scratch file
     (NumPy arrays to every reader; the pages live in the page cache, not in the process)."""
     import tempfile
@@ -574,30 +573,23 @@ def _mapped_like(lay: xr.Dataset, grid: xr.DataArray) -> tuple[xr.Dataset, list[
     # the files are gone; the mappings keep their pages until the arrays are collected
     like = grid.astype(bool)
     ds = xr.Dataset({v: like.copy(data=a).assign_attrs(lay[v].attrs) for v, a in arrays.items()})
-    return ds, list(arrays.values())
-
-
-def _release(maps: list[np.memmap]) -> None:
-    """Write the mapped layers' dirty pages back and drop them from this process's resident set."""
-    import mmap
-
-    for a in maps:
-        a.flush()
-        a._mmap.madvise(mmap.MADV_DONTNEED)
+    return ds
 
 
 def release_layers(lay: xr.Dataset) -> None:
-    """:func:`_release` for every variable of ``lay`` held in a memory-mapped scratch file (the layers
-    of a landscape advanced in strips); a no-op for in-memory layers. Reading a layer maps its pages
-    back in, so the flow calls this after each whole-landscape pass (annual layers, alerts)."""
-    maps = []
+    """Write the dirty pages of every variable of ``lay`` held in a memory-mapped scratch file (the
+    layers of a landscape advanced in strips) back, and drop them from this process's resident set;
+    a no-op for in-memory layers. Reading a layer maps its pages back in, so the flow calls this
+    after each strip and each whole-landscape pass (annual layers, alerts)."""
+    import mmap
+
     for v in lay.data_vars:
         a = lay[v].data
         while a is not None and not isinstance(a, np.memmap):
             a = getattr(a, "base", None)
         if isinstance(a, np.memmap) and getattr(a, "_mmap", None) is not None:
-            maps.append(a)
-    _release(maps)
+            a.flush()
+            a._mmap.madvise(mmap.MADV_DONTNEED)
 
 
 def trim_heap() -> None:

@@ -21,7 +21,7 @@ import xarray as xr
 from .burn import SEVERITY_NAMES, burn_severity_at_detection, drop_from_previous, fire_like
 from .forest import CONFIRMED, forest_baseline, loss_status, seasonal_anomaly
 from .indices import mndwi, nbr, ndvi
-from .vectorize import Patches, vectorize_alerts
+from .vectorize import Patches, _numpy, vectorize_alerts
 
 __all__ = ["ChainThresholds", "observation_layers", "forest_burn_layers", "forest_burn_alerts", "wetland_layers", "wetland_alerts",
            "grassland_layers", "grassland_alerts"]
@@ -246,8 +246,8 @@ def grassland_alerts(layers: xr.Dataset, *, landscape_id: str, first_detected: s
     but slower. The class layer itself is not changed. Patches of ``min_area_ha`` or more.
     """
     k = layers["trend_class"]
-    core = np.asarray(k.data) == -1
-    weak = (np.asarray(layers["slope"].data) <= -weak_slope_per_year) & (np.asarray(layers["p_value"].data) <= weak_p_max)
+    core = _numpy(k, "trend_class") == -1
+    weak = (_numpy(layers["slope"], "slope") <= -weak_slope_per_year) & (_numpy(layers["p_value"], "p_value") <= weak_p_max)
     mask = _grow(core, weak) if core.any() else core
     day = np.datetime64(first_detected, "ns")
     first = k.copy(data=np.where(mask, day, np.datetime64("NaT", "ns")))

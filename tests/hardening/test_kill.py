@@ -198,8 +198,7 @@ def test_sigkill_at_random_points_then_rerun_equals_the_uninterrupted_run(replay
     # the kills reached the writes, not only the start-up. Where they land depends on the machine's
     # load (the cube phase is short); kills inside cube writes are also aimed at directly by
     # tests/outputs/test_cube.py (12 trials during writes)
-    writes = sum(v for k, v in landed.items() if k.startswith(("cube", "uncommitted", "partial")))
-    assert landed.get("outbox pending", 0) + landed.get("digest sending", 0) + writes >= 3, landed
+    assert landed.get("outbox pending", 0) + landed.get("digest sending", 0) >= 3, landed  # half the kills aim there
 
 
 def test_the_snapshot_is_a_mid_season_state(replay):
