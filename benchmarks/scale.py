@@ -169,7 +169,8 @@ class PhaseMeter:
 
     PHASES = {"ingest": "ingest", "update_alerts": "alerts step, other (forest baseline, reads)",
               "forest_burn_nightly": "forest/burn strips",
-              "_annual": "annual layers", "forest_burn_alerts": "alert polygons", "_probable_forest": "alert polygons",
+              "_annual": "annual layers", "alert_masks": "alert masks", "forest_burn_alerts": "alert polygons",
+              "_probable_forest": "alert polygons",
               "landscape_stats": "stats"}
 
     def __init__(self) -> None:

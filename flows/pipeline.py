@@ -18,11 +18,13 @@ import hashlib
 import io
 import json
 import logging
+import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import dask
+import dask.array as da
 import geopandas as gpd
 import numpy as np
 import pandas as pd
@@ -32,16 +34,17 @@ from numcodecs import Zstd
 from aoi.grid import Grid
 from aoi.landscapes import Landscape, load_landscapes
 from outputs.alerts import AlertStore
-from outputs.cube import DASK_READ_PX, ROW_BAND, CubeStore, _atomic_put, row_bands
+from outputs.cube import ANNUAL_GROUPS, DASK_READ_PX, ROW_BAND, CubeStore, _atomic_put, row_bands
 from processors.chain import (
     ChainThresholds,
     forest_burn_alerts,
+    forest_burn_masks,
     grassland_alerts,
     grassland_layers,
     wetland_alerts,
     wetland_layers,
 )
-from processors.forest import PROBABLE, forest_baseline
+from processors.forest import forest_baseline
 from processors.incremental import STATE_DTYPES, ForestBurnState, advance, observation_layers, prime, state_layers
 from processors.indices import mndwi, nbr, ndvi
 from processors.seasons import season_windows
@@ -325,19 +328,18 @@ def update_alerts(settings: Settings, land: Landscape, night: dt.date, *, store:
                                            thresholds=th.chain(), forest=forest)
             rep.notes.append(how)
             _annual(cube_store, cube, "annual/forest", year, {
-                "forest_baseline": lay["forest"].astype(np.uint8),
-                "forest_status": lay["forest_status"].astype(np.int8, copy=False),
-                "burn_severity": lay["severity"].astype(np.int8, copy=False),
-                "dnbr": lay["dnbr"].astype(np.float32, copy=False)})
+                "forest_baseline": lay["forest"], "forest_status": lay["forest_status"],
+                "burn_severity": lay["severity"], "dnbr": lay["dnbr"]})
             release_layers(lay)
-            fb = forest_burn_alerts(lay, landscape_id=land.id, thresholds=th.chain())
+            masks = alert_masks(lay)
+            fb = forest_burn_alerts(lay, landscape_id=land.id, thresholds=th.chain(), masks=masks)
             release_layers(lay)
             if "forest" in ecos:
-                frames.append(_probable_forest(lay, fb, land.id, th.forest_mmu_ha))
+                frames.append(_probable_forest(lay, masks["probable_loss"], fb, land.id, th.forest_mmu_ha))
             else:
                 fb = fb[fb.kind != "forest_loss"]
             frames.append(fb)
-            del lay
+            del lay, masks
         elif not have_base:
             rep.notes.append(f"no baseline years {base_years} in the cube: run the backfill first")
     if "wetland" in ecos:
@@ -371,8 +373,8 @@ def update_alerts(settings: Settings, land: Landscape, night: dt.date, *, store:
                                       year=year, p_max=th.grass_p_max, slope_per_year=th.grass_slope_per_year)
                 gl = gl[["slope", "p_value", "trend_class"]].compute()
                 _annual(cube_store, cube, "annual/grassland", year, {
-                    "grass_slope": gl["slope"].astype(np.float32), "grass_p_value": gl["p_value"].astype(np.float32),
-                    "grass_class": gl["trend_class"].fillna(-2).astype(np.int8)})
+                    "grass_slope": gl["slope"], "grass_p_value": gl["p_value"],
+                    "grass_class": gl["trend_class"].fillna(-2)})
                 return grassland_alerts(gl, landscape_id=land.id, first_detected=str(peak0.date()),
                                         min_area_ha=th.grass_mmu_ha, weak_p_max=th.grass_weak_p_max,
                                         weak_slope_per_year=th.grass_weak_slope_per_year), {}
@@ -576,6 +578,13 @@ def _mapped_like(lay: xr.Dataset, grid: xr.DataArray) -> xr.Dataset:
     return ds
 
 
+def _memmap_of(a: Any) -> np.memmap | None:
+    """The scratch-file mapping under ``a`` (a memmap or a view of one), or None for in-memory data."""
+    while a is not None and not isinstance(a, np.memmap):
+        a = getattr(a, "base", None)
+    return a if isinstance(a, np.memmap) and getattr(a, "_mmap", None) is not None else None
+
+
 def release_layers(lay: xr.Dataset) -> None:
     """Write the dirty pages of every variable of ``lay`` held in a memory-mapped scratch file (the
     layers of a landscape advanced in strips) back, and drop them from this process's resident set;
@@ -584,12 +593,46 @@ def release_layers(lay: xr.Dataset) -> None:
     import mmap
 
     for v in lay.data_vars:
-        a = lay[v].data
-        while a is not None and not isinstance(a, np.memmap):
-            a = getattr(a, "base", None)
-        if isinstance(a, np.memmap) and getattr(a, "_mmap", None) is not None:
-            a.flush()
-            a._mmap.madvise(mmap.MADV_DONTNEED)
+        m = _memmap_of(lay[v].data)
+        if m is not None:
+            m.flush()
+            m._mmap.madvise(mmap.MADV_DONTNEED)
+
+
+class PagedRows:
+    """A read-only (y, x) array over a memory-mapped layer that hands the pages of the rows it has
+    just read back to the system: the annual write and the alert masks read a big landscape's
+    layers a band of rows at a time, so its resident set holds a band, not the landscape.
+    ``da.from_array(PagedRows(a), chunks=(rows, -1))`` makes it a dask array."""
+
+    def __init__(self, a: np.ndarray):
+        if a.ndim != 2 or not a.flags.c_contiguous:
+            raise ValueError(f"PagedRows needs a C-contiguous (y, x) array, got shape {a.shape}")
+        self.a, self.shape, self.dtype, self.ndim = a, a.shape, a.dtype, 2
+        self._mm = _memmap_of(a)
+
+    def __getitem__(self, key) -> np.ndarray:
+        out = np.array(self.a[key], copy=True)
+        if self._mm is not None:
+            rows = key[0] if isinstance(key, tuple) else key
+            if isinstance(rows, slice):
+                r0, r1, _ = rows.indices(self.shape[0])
+                self.drop(r0, r1)
+        return out
+
+    def drop(self, r0: int, r1: int) -> None:
+        """Drop the pages of rows ``r0:r1`` (whole pages inside them) from the resident set."""
+        import mmap
+
+        if self._mm is None or r1 <= r0:
+            return
+        row = self.a.strides[0]
+        at = self.a.__array_interface__["data"][0] - self._mm.__array_interface__["data"][0]
+        lo, hi = at + r0 * row, at + r1 * row
+        lo = -(-lo // mmap.PAGESIZE) * mmap.PAGESIZE
+        hi = hi // mmap.PAGESIZE * mmap.PAGESIZE
+        if hi > lo:
+            self._mm._mmap.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
 
 
 def trim_heap() -> None:
@@ -618,18 +661,27 @@ def _forest_mask(store: CubeStore, cube: xr.Dataset, year: int) -> xr.DataArray 
 
 
 def _annual(store: CubeStore, cube: xr.Dataset, group: str, year: int, layers: dict[str, xr.DataArray]) -> None:
-    """Upsert this year's indicator layers into an annual group of the cube."""
-    ds = xr.Dataset({k: v.drop_vars([c for c in v.coords if c not in ("y", "x")]).expand_dims(year=[year])
-                     for k, v in layers.items()})
-    ds = ds.assign_coords(y=cube["y"], x=cube["x"]).rio.write_crs(cube.rio.crs)
-    if ds.sizes["y"] * ds.sizes["x"] <= DASK_READ_PX:
+    """Upsert this year's indicator layers into an annual group of the cube, cast to the group's
+    on-disk types (:data:`outputs.cube.ANNUAL_GROUPS`)."""
+    spec = ANNUAL_GROUPS[group]
+    big = cube.sizes["y"] * cube.sizes["x"] > DASK_READ_PX
+    out = {}
+    for k, v in layers.items():
+        v = v.drop_vars([c for c in v.coords if c not in ("y", "x")])
+        if big and isinstance(v.data, np.ndarray):
+            # A big landscape's layers (memory-mapped after the strips) are compared, staged and
+            # written a band of rows at a time, each band's pages handed back once read: whole
+            # in-memory arrays were concatenated, sorted and encoded whole, a copy each time (6 GB
+            # at 10,000 x 10,000 px), and a band's mapped pages stayed resident until the end.
+            v = v.copy(data=da.from_array(PagedRows(np.ascontiguousarray(v.data)), chunks=(ROW_BAND, -1),
+                                          asarray=False, name=f"paged-{k}-{uuid.uuid4().hex}"))
+        out[k] = v.astype(spec[k][0], copy=False).expand_dims(year=[year])
+    ds = xr.Dataset(out).assign_coords(y=cube["y"], x=cube["x"]).rio.write_crs(cube.rio.crs)
+    if not big:
         store.write_annual(ds, group=group)
         return
-    # A big landscape's layers (memory-mapped after the strips) are compared, staged and written a
-    # band of rows at a time: whole in-memory arrays were concatenated, sorted and encoded whole
-    # (fill values, casts), a copy each time (6 GB at 10,000 x 10,000 px). The chunks slice the
-    # arrays in place, so they are computed in this process: a distributed client would pickle the
-    # whole arrays into every graph it is sent.
+    # The chunks read the arrays in place, so they are computed in this process: a distributed
+    # client would pickle the whole arrays into every graph it is sent.
     with dask.config.set(scheduler="threads"):
         store.write_annual(ds.chunk({"year": 1, "y": ROW_BAND, "x": -1}), group=group)
 
@@ -663,16 +715,33 @@ def carry_ids(cand: gpd.GeoDataFrame, existing: gpd.GeoDataFrame) -> gpd.GeoData
     return out
 
 
-def _probable_forest(lay: xr.Dataset, confirmed: gpd.GeoDataFrame, landscape_id: str, mmu_ha: float
-                     ) -> gpd.GeoDataFrame:
-    """Probable forest-loss patches not yet part of a confirmed one: the ``new`` alerts of the lifecycle."""
-    prob = (lay["forest_status"].data == PROBABLE) & lay["forest"].data & (lay["burn_status"].data == 0)
+def _probable_forest(lay: xr.Dataset, prob: np.ndarray, confirmed: gpd.GeoDataFrame, landscape_id: str,
+                     mmu_ha: float) -> gpd.GeoDataFrame:
+    """Probable forest-loss patches (``prob``: :func:`forest_burn_masks`' ``probable_loss``) not yet
+    part of a confirmed one: the ``new`` alerts of the lifecycle."""
     g = vectorize_alerts(lay["forest_status"].copy(data=prob), kind="forest_loss", landscape_id=landscape_id,
                          min_area_ha=mmu_ha, first_detected=lay["forest_first"], status="probable")
     if len(g) and len(confirmed):
         g = g[~g["alert_id"].isin(confirmed["alert_id"])]
         g = g[~g.intersects(confirmed.geometry.union_all())]
     return g
+
+
+def alert_masks(lay: xr.Dataset) -> dict[str, np.ndarray]:
+    """:func:`processors.chain.forest_burn_masks` of the layers; for memory-mapped layers (a big
+    landscape's) a band of rows at a time, each band's pages handed back once read, so that the
+    resident set holds the boolean masks and one band, not every layer the masks are made from."""
+    if _memmap_of(lay["forest_status"].data) is None:
+        return forest_burn_masks(lay)
+    paged = [PagedRows(lay[v].data) for v in lay.data_vars if _memmap_of(lay[v].data) is not None]
+    out: dict[str, np.ndarray] = {}
+    for rows in row_bands(lay.sizes["y"]):
+        part = forest_burn_masks(lay.isel(y=rows))
+        for k, m in part.items():
+            out.setdefault(k, np.empty(lay["forest_status"].shape, bool))[rows] = m
+        for p in paged:
+            p.drop(rows.start, rows.stop)
+    return out
 
 
 def _empty() -> gpd.GeoDataFrame:

@@ -19,11 +19,11 @@ import pandas as pd
 import xarray as xr
 
 from .burn import SEVERITY_NAMES, burn_severity_at_detection, drop_from_previous, fire_like
-from .forest import CONFIRMED, forest_baseline, loss_status, seasonal_anomaly
+from .forest import CONFIRMED, PROBABLE, forest_baseline, loss_status, seasonal_anomaly
 from .indices import mndwi, nbr, ndvi
 from .vectorize import Patches, _numpy, vectorize_alerts
 
-__all__ = ["ChainThresholds", "observation_layers", "forest_burn_layers", "forest_burn_alerts", "wetland_layers", "wetland_alerts",
+__all__ = ["ChainThresholds", "observation_layers", "forest_burn_layers", "forest_burn_alerts", "forest_burn_masks", "wetland_layers", "wetland_alerts",
            "grassland_layers", "grassland_alerts"]
 
 
@@ -142,25 +142,46 @@ def _grow(seed: np.ndarray, allowed: np.ndarray) -> np.ndarray:
     return pat.select(pat.counts["seed"] > 0)
 
 
+def forest_burn_masks(layers: xr.Dataset) -> dict[str, np.ndarray]:
+    """The per-pixel masks the forest-loss and burn-scar alerts start from, from *computed* layers.
+
+    Pixel by pixel, so any band of rows of the layers gives the same band of the masks (a big
+    landscape's are built a band at a time): ``confirmed_loss``, ``weak_loss`` (where a confirmed
+    patch may grow), ``probable_loss``, ``burned`` and ``burn_core`` (burned, moderate or worse).
+    """
+    fs, bs = _numpy(layers["forest_status"], "forest_status"), _numpy(layers["burn_status"], "burn_status")
+    forest = np.asarray(_numpy(layers["forest"], "forest"), dtype=bool)
+    burned = bs == CONFIRMED
+    return {"confirmed_loss": fs == CONFIRMED,
+            "weak_loss": _numpy(layers["forest_weak"], "forest_weak") & forest & ~burned,
+            "probable_loss": (fs == PROBABLE) & forest & (bs == 0),
+            "burned": burned,
+            "burn_core": (_numpy(layers["severity"], "severity") >= 2) & burned}
+
+
 def forest_burn_alerts(layers: xr.Dataset, *, landscape_id: str,
-                       thresholds: ChainThresholds = ChainThresholds()) -> gpd.GeoDataFrame:
+                       thresholds: ChainThresholds = ChainThresholds(),
+                       masks: dict[str, np.ndarray] | None = None) -> gpd.GeoDataFrame:
     """Forest-loss and burn-scar alerts from *computed* layers (:func:`forest_burn_layers`).
 
     Confirmed patches are completed with adjacent weaker evidence (hysteresis) before the minimum
-    mapping unit applies; a patch's ``status`` is ``confirmed``.
+    mapping unit applies; a patch's ``status`` is ``confirmed``. ``masks``: the layers'
+    :func:`forest_burn_masks`, when the caller built them already (a band at a time).
     """
     th = thresholds
-    conf_f = layers["forest_status"].data == CONFIRMED
-    f_mask = _grow(conf_f, layers["forest_weak"].data & layers["forest"].data & (layers["burn_status"].data != CONFIRMED))
+    m = masks if masks is not None else forest_burn_masks(layers)
+    f_mask = _grow(m["confirmed_loss"], m["weak_loss"])
     fm = layers["forest_status"].copy(data=f_mask)
     fa = vectorize_alerts(fm, kind="forest_loss", landscape_id=landscape_id, min_area_ha=th.forest_mmu_ha,
                           first_detected=layers["forest_first"], status="confirmed")
-    burned = layers["burn_status"].data == CONFIRMED
+    del f_mask, fm
+    burned = m["burned"]
     # keep burn patches with a core of at least moderate severity: scattered low-severity noise has none
-    pat = Patches(burned, count={"core": (layers["severity"].data >= 2) & burned})
+    pat = Patches(burned, count={"core": m["burn_core"]})
     if pat.n:
         tr = layers["burn_status"].rio.transform()
         burned = pat.select(pat.counts["core"] * abs(tr.a * tr.e) / 1e4 >= th.burn_core_ha)
+    del pat
     bm = layers["burn_status"].copy(data=burned)
     ba = vectorize_alerts(bm, kind="burn_scar", landscape_id=landscape_id, min_area_ha=th.burn_mmu_ha,
                           first_detected=layers["burn_first"], severity=layers["severity"],

@@ -9,6 +9,8 @@ into each graph).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import xarray as xr
 from distributed import Client
@@ -24,7 +26,8 @@ def _layers(like: xr.DataArray, seed: int, tmp_path) -> dict[str, xr.DataArray]:
     shape = like.shape
     dnbr = np.memmap(tmp_path / f"dnbr{seed}", dtype=np.float32, mode="w+", shape=shape)  # as after the strips
     dnbr[:] = np.where(rng.random(shape) < 0.2, rng.uniform(-0.1, 0.9, shape), np.nan)
-    return {"forest_baseline": like.copy(data=(rng.random(shape) < 0.7).astype(np.uint8)),
+    # the flow passes the layers as they are (bool forest): _annual casts them to the stored types
+    return {"forest_baseline": like.copy(data=rng.random(shape) < 0.7),
             "forest_status": like.copy(data=rng.integers(0, 3, shape).astype(np.int8)),
             "burn_severity": like.copy(data=rng.integers(-1, 5, shape).astype(np.int8)),
             "dnbr": like.copy(data=dnbr)}
@@ -63,3 +66,61 @@ def test_big_annual_layers_are_written_in_bands_and_equal_the_in_memory_write(tm
     assert ("annual/forest", True) in writes and ("annual/forest", False) in writes
     assert b.sizes["year"] == 1 and int(b["forest_status"].max()) == 2
 
+
+
+def _mapped_rss_kb(path) -> int:
+    """Resident kB of this process's mapping of ``path`` (/proc/self/smaps)."""
+    lines = Path("/proc/self/smaps").read_text().splitlines()
+    kb = 0
+    for i, line in enumerate(lines):
+        if line.endswith(str(path)):
+            for rest in lines[i + 1:]:
+                if rest.startswith("Rss:"):
+                    kb += int(rest.split()[1])
+                    break
+    return kb
+
+
+def test_paged_rows_reads_equal_the_array_and_hand_the_pages_back(tmp_path):
+    import dask.array as da
+
+    path = tmp_path / "layer"
+    a = np.memmap(path, dtype=np.float32, mode="w+", shape=(512, 1000))  # 2 MB, 4,000 bytes a row
+    a[:] = np.random.default_rng(0).random(a.shape, dtype=np.float32)
+    a.flush()
+    pl.release_layers(xr.Dataset({"v": (("y", "x"), a)}))
+    assert _mapped_rss_kb(path) < 64  # nothing resident before the read
+    got = da.from_array(pl.PagedRows(a), chunks=(64, -1), asarray=False).compute(scheduler="sync")
+    after_paged = _mapped_rss_kb(path)
+    assert np.array_equal(got, np.asarray(a))  # a plain read keeps every page mapped
+    after_plain = _mapped_rss_kb(path)
+    assert after_plain > 1900 and after_paged < 300, (after_paged, after_plain)
+
+
+def test_alert_masks_of_memory_mapped_layers_equal_the_whole_array_masks(tmp_path, monkeypatch):
+    from processors.chain import forest_burn_alerts, forest_burn_masks
+
+    rng = np.random.default_rng(3)
+    shape = (300, 200)
+    like = xr.DataArray(np.zeros(shape, bool), dims=("y", "x"),
+                        coords={"y": 5e6 - 10 * np.arange(shape[0]), "x": 4e5 + 10 * np.arange(shape[1])}
+                        ).rio.write_crs(32652)
+    vals = {"forest": rng.random(shape) < 0.8, "forest_status": rng.integers(0, 4, shape).astype(np.int8),
+            "forest_weak": rng.random(shape) < 0.3, "burn_status": rng.integers(0, 3, shape).astype(np.int8),
+            "severity": rng.integers(-1, 5, shape).astype(np.int8),
+            "forest_first": np.full(shape, np.datetime64("2026-06-10", "ns")),
+            "burn_first": np.full(shape, np.datetime64("2026-06-15", "ns"))}
+    mem = xr.Dataset({k: like.copy(data=v) for k, v in vals.items()})
+    mapped = pl._mapped_like(mem, like)
+    for k, v in vals.items():
+        mapped[k].data[:] = v
+    monkeypatch.setattr(oc, "ROW_BAND", 32)  # many bands, one not full
+    banded = pl.alert_masks(mapped)
+    whole = forest_burn_masks(mem)
+    assert set(banded) == set(whole)
+    for k in whole:
+        assert np.array_equal(banded[k], whole[k]), k
+    a = forest_burn_alerts(mapped, landscape_id="x", masks=banded)
+    b = forest_burn_alerts(mem, landscape_id="x")
+    assert len(a) == len(b) > 0
+    assert list(a["alert_id"]) == list(b["alert_id"]) and np.allclose(a["area_ha"], b["area_ha"])
