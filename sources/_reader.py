@@ -6,20 +6,106 @@ pixel size that is the output's times an integer ``k`` (1 for Sentinel-2 10 m ba
 2 for 20 m bands), and its pixel edges fall on output pixel edges, nearest-neighbour resampling is
 exactly "read the window, repeat each pixel k x k". This reader does that; anything else
 (bilinear, other CRSs, misaligned grids, Landsat's 15 m offset) goes to stackstac's own reader.
+
+The load's preflight opens every asset once to check it; it hands those open datasets to
+:data:`HANDLES`, and the reader takes them from there instead of opening each file a second time
+(on small tiles the open costs about as much as the read).
 """
 
 from __future__ import annotations
 
 import math
 import threading
+import time
+from collections import OrderedDict
 
 import numpy as np
 import rasterio
-from rasterio.enums import Resampling
+from rasterio.enums import MaskFlags, Resampling
 from rasterio.windows import Window
 from stackstac.rio_reader import AutoParallelRioReader
 
-__all__ = ["GridAlignedReader"]
+__all__ = ["GridAlignedReader", "HandlePool", "HANDLES"]
+
+
+class HandlePool:
+    """Open rasterio datasets, by URL, waiting to be read: the preflight gives, the readers take.
+
+    A dataset is used by one thread at a time (GDAL handles are not thread-safe, but may move
+    between threads). Handles not taken within ``ttl_s`` seconds, or beyond ``cap``, are closed, so
+    a lazy load that is never computed does not keep files open. Each process has its own pool: a
+    reader on a distributed worker process finds none and opens the file itself.
+    """
+
+    def __init__(self, cap: int = 1024, ttl_s: float = 300.0):
+        self.cap, self.ttl_s = cap, ttl_s
+        self._lock = threading.Lock()
+        self._by_url: OrderedDict[str, list[tuple[float, object]]] = OrderedDict()
+        self._n = 0
+        self._scanned = 0.0
+
+    def give(self, url: str, ds) -> None:
+        """Keep ``ds`` for the next reader of ``url``; a handle given earlier and not taken is closed
+        (a later preflight saw the file as it is now)."""
+        with self._lock:
+            stale = [old for _, old in self._by_url.pop(url, [])]
+            self._n -= len(stale)
+            self._by_url[url] = [(time.monotonic(), ds)]
+            self._n += 1
+            stale += self._expire_locked(time.monotonic())
+        for old in stale:
+            old.close()
+
+    def take(self, url: str):
+        with self._lock:
+            stale = self._expire_locked(time.monotonic())
+            got = self._by_url.get(url)
+            ds = None
+            if got:
+                ds = got.pop()[1]
+                self._n -= 1
+                if not got:
+                    del self._by_url[url]
+        for old in stale:
+            old.close()
+        return ds
+
+    def clear(self) -> None:
+        with self._lock:
+            stale = [ds for lst in self._by_url.values() for _, ds in lst]
+            self._by_url.clear()
+            self._n = 0
+        for old in stale:
+            old.close()
+
+    def __len__(self) -> int:
+        return self._n
+
+    def _expire_locked(self, now: float) -> list:
+        out = []
+        scan = now - self._scanned > 1.0  # the ttl scan at most once a second (gives come in thousands)
+        if scan:
+            self._scanned = now
+        for url in list(self._by_url) if scan else ():
+            lst = self._by_url[url]
+            keep = [(t, ds) for t, ds in lst if now - t <= self.ttl_s]
+            out += [ds for t, ds in lst if now - t > self.ttl_s]
+            if keep:
+                self._by_url[url] = keep
+            else:
+                del self._by_url[url]
+            self._n -= len(lst) - len(keep)
+        while self._n > self.cap:  # the oldest given first
+            url, lst = next(iter(self._by_url.items()))
+            out.append(lst.pop(0)[1])
+            self._n -= 1
+            if not lst:
+                del self._by_url[url]
+        return out
+
+
+#: the process's pool (see :class:`HandlePool`)
+HANDLES = HandlePool()
 
 
 class GridAlignedReader(AutoParallelRioReader):
@@ -40,8 +126,10 @@ class GridAlignedReader(AutoParallelRioReader):
     def _own_dataset(self):
         ds = getattr(self._local, "ds", None)
         if ds is None:
-            with self.gdal_env.open:
-                ds = rasterio.open(self.url, sharing=False)
+            ds = HANDLES.take(self.url)
+            if ds is None:
+                with self.gdal_env.open:
+                    ds = rasterio.open(self.url, sharing=False)
             self._local.ds = ds
         return ds
 
@@ -90,15 +178,26 @@ class GridAlignedReader(AutoParallelRioReader):
         ir0, ic0 = max(fr0, 0), max(fc0, 0)
         ir1, ic1 = min(fr1, ds.height), min(fc1, ds.width)
         if ir1 > ir0 and ic1 > ic0:
+            flags = ds.mask_flag_enums[0]
+            # a plain read where the mask is "all valid" or the nodata value (the common cases): a
+            # masked read builds a mask array for every window
+            plain = flags == [MaskFlags.all_valid] or flags == [MaskFlags.nodata]
             try:
                 with self.gdal_env.read:
-                    a = ds.read(1, window=Window(ic0, ir0, ic1 - ic0, ir1 - ir0), masked=True)
+                    a = ds.read(1, window=Window(ic0, ir0, ic1 - ic0, ir1 - ir0), masked=not plain)
             except Exception as e:
                 raise RuntimeError(f"Error reading {window} from {self.url!r}: {e!r}") from e
             dst = out[ir0 - fr0:ir1 - fr0, ic0 - fc0:ic1 - fc0]
-            dst[...] = a.data
-            if a.mask is not np.ma.nomask:
-                dst[a.mask] = self.fill_value
+            if plain:
+                dst[...] = a
+                if flags == [MaskFlags.nodata]:
+                    nod = ds.nodata
+                    hole = np.isnan(a) if nod is not None and np.isnan(nod) else a == nod
+                    dst[hole] = self.fill_value
+            else:
+                dst[...] = a.data
+                if a.mask is not np.ma.nomask:
+                    dst[a.mask] = self.fill_value
         if k > 1:
             out = np.repeat(np.repeat(out, k, axis=0), k, axis=1)
             out = out[r0 - fr0 * k:r0 - fr0 * k + h, c0 - fc0 * k:c0 - fc0 * k + w]

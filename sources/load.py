@@ -48,7 +48,7 @@ from .profiles import (
     normalize_item,
     resolve_scaling,
 )
-from ._reader import GridAlignedReader
+from ._reader import HANDLES, GridAlignedReader
 from .search import parse_datetime, solar_date
 
 __all__ = ["load_reflectance", "LoadReport", "SkippedScene", "AssetGridMismatchError", "gdal_env",
@@ -121,30 +121,44 @@ def _flags_np(mask: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray]:
     """NumPy twin of :func:`clear_sky_scl` / :func:`clear_sky_qa_pixel`: (clear, snow)."""
     valid = np.isfinite(mask)
     if kind == "scl":
-        snow = valid & (mask == SCL.SNOW)
-        bad = np.isin(mask, sorted(SCL_NOT_CLEAR))
-        return valid & ~bad & ~snow, snow
+        # a lookup table on the class value: one pass instead of np.isin's sort and search
+        m = np.where(valid & (mask >= 0) & (mask < 256), mask, 256).astype(np.uint16)
+        clear = _SCL_CLEAR[m]
+        clear &= valid
+        snow = m == SCL.SNOW
+        snow &= valid
+        return clear, snow
     q = np.where(valid, mask, 1).astype(np.uint16)
     not_clear = (q & 0b11111) != 0
     snow = valid & (((q >> QA.SNOW) & 1) == 1) & ~not_clear
     return valid & ~not_clear & ~snow, snow
 
 
+#: SCL value -> clear: not 0, 1, 3, 8, 9, 10 and not snow (11), as :func:`clear_sky_scl` (256: any other value)
+_SCL_CLEAR = np.ones(257, bool)
+_SCL_CLEAR[sorted(SCL_NOT_CLEAR) + [SCL.SNOW]] = False
+
+
 def _reflectance_block(dn: np.ndarray, mask: np.ndarray, sc: np.ndarray, off: np.ndarray, nod: np.ndarray, *,
                        slope: np.ndarray, intercept: np.ndarray, mask_kind: str, mask_snow: bool) -> np.ndarray:
     """(t, band, y, x) digital numbers and (t, y, x) mask -> (t, band + 2, y, x): reflectance in [0, 1]
-    (NaN where not clear or nodata), then the clear and snow flags as 0/1."""
+    (NaN where not clear or nodata), then the clear and snow flags as 0/1. Computed in place in the
+    output block (this runs on every pixel of every scene)."""
     clear, snow = _flags_np(mask, mask_kind)
     keep = clear | snow if not mask_snow else clear
-    valid = np.isfinite(dn) & (dn != nod[:, :, None, None])
-    r = dn * sc[:, :, None, None] + off[:, :, None, None]
-    r = (r - intercept[None, :, None, None]) / slope[None, :, None, None]
+    t, nb, h, w = dn.shape
+    out = np.empty((t, nb + 2, h, w), np.float32)
+    r = out[:, :nb]
+    np.multiply(dn, sc[:, :, None, None], out=r, casting="unsafe")
+    r += off[:, :, None, None]
+    np.copyto(r, np.float32(np.nan), where=dn == nod[:, :, None, None])  # NaN digital numbers stay NaN
+    if (slope != 1).any() or (intercept != 0).any():
+        r -= intercept[None, :, None, None]
+        r /= slope[None, :, None, None]
     np.clip(r, 0.0, 1.0, out=r)
-    r[~(valid & keep[:, None])] = np.nan
-    t, _, h, w = dn.shape
-    out = np.empty((t, dn.shape[1] + 2, h, w), np.float32)
-    out[:, :-2] = r
-    out[:, -2] = clear & valid.all(axis=1)
+    complete = ~np.isnan(r).any(axis=1)  # every band has a value
+    np.copyto(r, np.float32(np.nan), where=~keep[:, None])
+    out[:, -2] = clear & complete
     out[:, -1] = snow
     return out
 
@@ -177,7 +191,10 @@ def _meta_grid(item: dict, asset: dict) -> tuple[int | None, list | None, list |
     return epsg, shape, transform
 
 
-def _check_asset(scene: _Scene, band: str, use_file_grid: bool, report: LoadReport) -> SkippedScene | None:
+def _check_asset(scene: _Scene, band: str, use_file_grid: bool, report: LoadReport,
+                 opened: list | None = None) -> SkippedScene | None:
+    """None when the asset can be read as its item says (its open dataset appended to ``opened``,
+    for the reader), else why its scene is skipped; a grid disagreement raises."""
     key = scene.profile.asset_for(band)
     asset = scene.item["assets"].get(key)
     iid = scene.item.get("id", "?")
@@ -185,13 +202,21 @@ def _check_asset(scene: _Scene, band: str, use_file_grid: bool, report: LoadRepo
         raise MissingMetadataError(f"item {iid!r} ({scene.profile.name}) has no asset {key!r} for band {band!r}; "
                                    f"it has {sorted(scene.item.get('assets', {}))}")
     try:
-        with rasterio.open(asset["href"]) as ds:
-            f_epsg = ds.crs.to_epsg() if ds.crs else None
-            f_shape = [ds.height, ds.width]
-            f_transform = list(ds.transform)[:6]
-            f_dtype = np.dtype(ds.dtypes[0])
+        ds = rasterio.open(asset["href"], sharing=False)
     except Exception as exc:  # RasterioIOError, CPLE_*: unreadable, missing, corrupt
         return SkippedScene(iid, key, f"unreadable: {str(exc).splitlines()[0][:200]}")
+    try:
+        f_epsg = ds.crs.to_epsg() if ds.crs else None
+        f_shape = [ds.height, ds.width]
+        f_transform = list(ds.transform)[:6]
+        f_dtype = np.dtype(ds.dtypes[0])
+    except Exception as exc:
+        ds.close()
+        return SkippedScene(iid, key, f"unreadable: {str(exc).splitlines()[0][:200]}")
+    if opened is None:
+        ds.close()
+    else:
+        opened.append((asset["href"], ds))
     # the wrong pixel type would be scaled as if it were the catalogue's digital numbers
     said = ((asset.get("raster:bands") or [{}])[0] or {}).get("data_type")
     sc = scene.scaling.get(band)
@@ -326,12 +351,22 @@ def load_reflectance(
 
     # preflight: every asset header, in threads
     def check(scene: _Scene) -> SkippedScene | None:
-        with _rio_env():  # one GDAL environment per scene, not per asset
-            for b in list(scene.scaling) + ["mask"]:
-                r = _check_asset(scene, b, use_file_grid, report)
-                if r is not None:
-                    return r
-        return None
+        opened: list = []  # handed to the readers when the whole scene passes (one open per asset)
+        passed = False
+        try:
+            with _rio_env():  # one GDAL environment per scene, not per asset
+                for b in list(scene.scaling) + ["mask"]:
+                    r = _check_asset(scene, b, use_file_grid, report, opened)
+                    if r is not None:
+                        return r
+            passed = True
+            return None
+        finally:
+            for href, ds in opened:
+                if passed:
+                    HANDLES.give(href, ds)
+                else:
+                    ds.close()
 
     with cf.ThreadPoolExecutor(max_workers=preflight_threads) as ex:
         results = list(ex.map(check, scenes))
@@ -360,7 +395,8 @@ def load_reflectance(
     for pname, group in by_profile.items():
         parts.append(_stack_profile(group, grid, bands, harmonize, mask_snow, chunksize, Resampling[resampling]))
     ds = xr.concat(parts, dim="time", join="outer", coords="different", compat="equals") if len(parts) > 1 else parts[0]
-    ds = ds.sortby("time")
+    if not ds.indexes["time"].is_monotonic_increasing:
+        ds = ds.sortby("time")  # a take on every variable, even when nothing moves
     ds = _mosaic_solar_days(ds)
     for b in bands:
         if b not in ds:

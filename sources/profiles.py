@@ -410,9 +410,11 @@ def resolve_scaling(profile: CollectionProfile, item: Mapping[str, Any], band: s
 def normalize_item(item: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of an item dict that stackstac can read: ``proj:code`` -> ``proj:epsg`` (item and assets),
     6-element ``proj:transform``. pystac >= 1.13 writes ``proj:code``; stackstac 0.5 reads only ``proj:epsg``."""
-    import copy
-
-    it = copy.deepcopy(dict(item))
+    # a copy of the levels changed here and by the loader (properties, each asset's dict); the values
+    # below them are shared, read only (a deep copy of every item cost more than the rest of a load's set-up)
+    it = dict(item)
+    it["properties"] = dict(it.get("properties") or {})
+    it["assets"] = {k: dict(v) for k, v in (it.get("assets") or {}).items()}
 
     def fix(d: dict) -> None:
         code = d.get("proj:code")
@@ -422,8 +424,8 @@ def normalize_item(item: Mapping[str, Any]) -> dict[str, Any]:
         if isinstance(t, list) and len(t) == 9:
             d["proj:transform"] = t[:6]
 
-    fix(it.setdefault("properties", {}))
-    for a in it.get("assets", {}).values():
+    fix(it["properties"])
+    for a in it["assets"].values():
         fix(a)
     return it
 

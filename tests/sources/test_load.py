@@ -322,3 +322,77 @@ def test_a_subset_of_bands_still_gets_the_offset_check(small_archive, tmp_path):
     ds, rep = load_reflectance([bad], _landscape(small_archive, "zhalong-demo").grid(10), bands=["red", "nir"])
     assert list(ds.data_vars) == ["red", "nir", "clear", "snow"]
     assert rep.offset_corrections and ds.offset.item() == 0.0
+
+
+# ------------------------------------------------------------------------------------------ open handles
+def test_each_asset_is_opened_once_per_load(small_archive, monkeypatch):
+    """The preflight's open datasets are handed to the readers: one open per asset, not two."""
+    import sources._reader as rd
+
+    rd.HANDLES.clear()
+    items = demo_items(small_archive, "sentinel-2-c1-l2a", STEPPE, "2026-06")[:3]
+    grid = _landscape(small_archive, "hulunbuir-steppe-demo").grid(10)
+    opened = []
+    real_open = rasterio.open
+
+    def counting_open(path, *a, **k):
+        opened.append(str(path))
+        return real_open(path, *a, **k)
+
+    monkeypatch.setattr(rasterio, "open", counting_open)
+    bands = ["red", "nir"]
+    ds, _ = load_reflectance(items, grid, bands=bands, check_offset=False)
+    assert len(rd.HANDLES) == len(items) * (len(bands) + 1)  # every asset checked, its handle kept
+    ds.load()
+    assert len(opened) == len(set(opened)) == len(items) * (len(bands) + 1), opened
+    assert len(rd.HANDLES) == 0
+
+
+def test_a_file_rewritten_between_two_loads_is_read_as_it_is_now(small_archive, tmp_path):
+    """A handle kept for a load that was never computed is not read by a later load of a changed file
+    (small chunks on 4 threads: each thread takes a handle of its own)."""
+    import dask
+
+    it = demo_items(small_archive, "sentinel-2-c1-l2a", STEPPE, "2026-06")[0]
+    red = tmp_path / "red.tif"
+    shutil.copy(it["assets"]["red"]["href"], red)
+    it["assets"]["red"]["href"] = str(red)
+    grid = _landscape(small_archive, "hulunbuir-steppe-demo").grid(10)
+    kw = dict(bands=["red"], check_offset=False, chunksize=64)
+    with dask.config.set(scheduler="threads", num_workers=4):
+        before = load_reflectance([it], grid, **kw)[0].red.values
+        load_reflectance([it], grid, **kw)  # never computed: its handle waits
+        _rewrite_dn(red, tmp_path / "new.tif", 500)
+        shutil.move(tmp_path / "new.tif", red)  # a new file under the old name
+        now = load_reflectance([it], grid, **kw)[0].red.values
+    ok = np.isfinite(before) & np.isfinite(now) & (before < 0.9)
+    assert ok.sum() > 1000
+    assert np.allclose((now - before)[ok], 0.05, atol=1e-4)  # +500 DN everywhere: no chunk read the old file
+
+
+def test_the_handle_pool_closes_what_nobody_takes():
+    from sources._reader import HandlePool
+
+    class H:
+        closed = False
+
+        def close(self):
+            self.closed = True
+
+    pool = HandlePool(cap=2, ttl_s=3600)
+    a, b, c, d = H(), H(), H(), H()
+    pool.give("u1", a)
+    pool.give("u1", b)  # a later preflight of the same file: the older handle is closed
+    assert a.closed and not b.closed and len(pool) == 1
+    pool.give("u2", c)
+    pool.give("u3", d)  # over the cap: the oldest given goes
+    assert b.closed and len(pool) == 2
+    assert pool.take("u3") is d and pool.take("u3") is None and pool.take("u1") is None
+    short = HandlePool(ttl_s=0.0)
+    e = H()
+    short.give("u", e)
+    short._scanned = 0.0  # the ttl scan runs at most once a second
+    import time
+
+    time.sleep(0.01)
+    assert short.take("u") is None and e.closed
