@@ -104,8 +104,20 @@ class HandlePool:
         return out
 
 
+def _handle_cap() -> int:
+    """At most 1,024 waiting handles, and a quarter of the process's open-file limit (1,024 on many
+    systems), so that handles nobody takes (readers on worker processes) never starve other opens."""
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (ImportError, OSError, ValueError):
+        return 256
+    return 1024 if soft == resource.RLIM_INFINITY else max(16, min(1024, soft // 4))
+
+
 #: the process's pool (see :class:`HandlePool`)
-HANDLES = HandlePool()
+HANDLES = HandlePool(cap=_handle_cap())
 
 
 class GridAlignedReader(AutoParallelRioReader):
