@@ -125,12 +125,14 @@ class GridAlignedReader(AutoParallelRioReader):
 
     def __init__(self, **kw):
         super().__init__(**kw)
+        self._local_file = "://" not in self.url and not self.url.startswith("/vsi")
         self._local = threading.local()
         self._plan_lock = threading.Lock()
         self._plan: tuple | None | bool = False  # False: not decided yet; None: use the parent
 
     def __setstate__(self, state):
         super().__setstate__(state)
+        self._local_file = "://" not in self.url and not self.url.startswith("/vsi")
         self._local = threading.local()
         self._plan_lock = threading.Lock()
         self._plan = False
@@ -194,9 +196,13 @@ class GridAlignedReader(AutoParallelRioReader):
             # a plain read where the mask is "all valid" or the nodata value (the common cases): a
             # masked read builds a mask array for every window
             plain = flags == [MaskFlags.all_valid] or flags == [MaskFlags.nodata]
+            win = Window(ic0, ir0, ic1 - ic0, ir1 - ir0)
             try:
-                with self.gdal_env.read:
-                    a = ds.read(1, window=Window(ic0, ir0, ic1 - ic0, ir1 - ir0), masked=not plain)
+                if self._local_file:  # the read environment holds HTTP options only: skip its set-up
+                    a = ds.read(1, window=win, masked=not plain)
+                else:
+                    with self.gdal_env.read:
+                        a = ds.read(1, window=win, masked=not plain)
             except Exception as e:
                 raise RuntimeError(f"Error reading {window} from {self.url!r}: {e!r}") from e
             dst = out[ir0 - fr0:ir1 - fr0, ic0 - fc0:ic1 - fc0]

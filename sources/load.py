@@ -20,6 +20,7 @@ import concurrent.futures as cf
 import datetime as dt
 import os
 import logging
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -282,6 +283,20 @@ def _offset_check(scene: _Scene) -> str | None:
     return None
 
 
+_EXECUTORS: dict[tuple[int, int], cf.ThreadPoolExecutor] = {}
+_EXECUTORS_LOCK = threading.Lock()
+
+
+def _executor(n: int) -> cf.ThreadPoolExecutor:
+    """The preflight's threads, kept across loads (starting 8 threads cost ~70 ms a load)."""
+    key = (os.getpid(), n)  # a forked child has none of its parent's threads
+    with _EXECUTORS_LOCK:
+        ex = _EXECUTORS.get(key)
+        if ex is None:
+            ex = _EXECUTORS[key] = cf.ThreadPoolExecutor(max_workers=n, thread_name_prefix="amurwatch-preflight")
+        return ex
+
+
 def _prepare(items: Sequence[Mapping[str, Any]], bands: Sequence[str]) -> list[_Scene]:
     scenes = []
     for raw in items:
@@ -368,8 +383,7 @@ def load_reflectance(
                 else:
                     ds.close()
 
-    with cf.ThreadPoolExecutor(max_workers=preflight_threads) as ex:
-        results = list(ex.map(check, scenes))
+    results = list(_executor(preflight_threads).map(check, scenes))
     good = []
     for sc, r in zip(scenes, results):
         if r is None:
@@ -379,11 +393,10 @@ def load_reflectance(
             log.warning("skipping scene %s: %s %s", r.item_id, r.asset, r.reason)
     if check_offset:
         s2 = [s for s in good if s.profile.mission == "sentinel-2"]
-        with cf.ThreadPoolExecutor(max_workers=preflight_threads) as ex:
-            for msg in ex.map(_offset_check, s2):
-                if msg:
-                    report.offset_corrections.append(msg)
-                    log.warning("offset correction: %s", msg)
+        for msg in _executor(preflight_threads).map(_offset_check, s2):
+            if msg:
+                report.offset_corrections.append(msg)
+                log.warning("offset correction: %s", msg)
     if not good:
         raise SourceError(f"every scene failed to load: {report.summary()}")
     report.loaded = [s.item.get("id", "?") for s in good]
