@@ -31,76 +31,56 @@ __all__ = ["GridAlignedReader", "HandlePool", "HANDLES"]
 class HandlePool:
     """Open rasterio datasets, by URL, waiting to be read: the preflight gives, the readers take.
 
-    A dataset is used by one thread at a time (GDAL handles are not thread-safe, but may move
-    between threads). Handles not taken within ``ttl_s`` seconds, or beyond ``cap``, are closed, so
-    a lazy load that is never computed does not keep files open. Each process has its own pool: a
-    reader on a distributed worker process finds none and opens the file itself.
+    At most one handle waits per URL: a later preflight of the same file replaces it (it saw the
+    file as it is now). A dataset is used by one thread at a time (GDAL handles are not thread-safe,
+    but may move between threads). Handles not taken within ``ttl_s`` seconds, or beyond ``cap``,
+    are closed, so a lazy load that is never computed does not keep files open. Each process has its
+    own pool: a reader on a distributed worker process finds none and opens the file itself.
     """
 
     def __init__(self, cap: int = 1024, ttl_s: float = 300.0):
         self.cap, self.ttl_s = cap, ttl_s
         self._lock = threading.Lock()
-        self._by_url: OrderedDict[str, list[tuple[float, object]]] = OrderedDict()
-        self._n = 0
-        self._scanned = 0.0
+        self._waiting: OrderedDict[str, tuple[float, object]] = OrderedDict()  # oldest given first
 
     def give(self, url: str, ds) -> None:
-        """Keep ``ds`` for the next reader of ``url``; a handle given earlier and not taken is closed
-        (a later preflight saw the file as it is now)."""
+        """Keep ``ds`` for the next reader of ``url``, closing one given earlier and not taken."""
         with self._lock:
-            stale = [old for _, old in self._by_url.pop(url, [])]
-            self._n -= len(stale)
-            self._by_url[url] = [(time.monotonic(), ds)]
-            self._n += 1
-            stale += self._expire_locked(time.monotonic())
-        for old in stale:
-            old.close()
+            old = self._waiting.pop(url, None)
+            self._waiting[url] = (time.monotonic(), ds)
+            stale = self._expire_locked() + ([old[1]] if old else [])
+        for h in stale:
+            h.close()
 
     def take(self, url: str):
+        """The handle waiting for ``url`` (now the caller's), or None."""
         with self._lock:
-            stale = self._expire_locked(time.monotonic())
-            got = self._by_url.get(url)
-            ds = None
-            if got:
-                ds = got.pop()[1]
-                self._n -= 1
-                if not got:
-                    del self._by_url[url]
-        for old in stale:
-            old.close()
-        return ds
+            stale = self._expire_locked()
+            got = self._waiting.pop(url, None)
+        for h in stale:
+            h.close()
+        return got[1] if got else None
 
     def clear(self) -> None:
         with self._lock:
-            stale = [ds for lst in self._by_url.values() for _, ds in lst]
-            self._by_url.clear()
-            self._n = 0
-        for old in stale:
-            old.close()
+            stale = [h for _, h in self._waiting.values()]
+            self._waiting.clear()
+        for h in stale:
+            h.close()
 
     def __len__(self) -> int:
-        return self._n
+        return len(self._waiting)
 
-    def _expire_locked(self, now: float) -> list:
+    def _expire_locked(self) -> list:
+        """Pop the handles past their ttl or beyond the cap (the oldest are first in the dict)."""
         out = []
-        scan = now - self._scanned > 1.0  # the ttl scan at most once a second (gives come in thousands)
-        if scan:
-            self._scanned = now
-        for url in list(self._by_url) if scan else ():
-            lst = self._by_url[url]
-            keep = [(t, ds) for t, ds in lst if now - t <= self.ttl_s]
-            out += [ds for t, ds in lst if now - t > self.ttl_s]
-            if keep:
-                self._by_url[url] = keep
-            else:
-                del self._by_url[url]
-            self._n -= len(lst) - len(keep)
-        while self._n > self.cap:  # the oldest given first
-            url, lst = next(iter(self._by_url.items()))
-            out.append(lst.pop(0)[1])
-            self._n -= 1
-            if not lst:
-                del self._by_url[url]
+        now = time.monotonic()
+        while self._waiting:
+            url, (t, h) = next(iter(self._waiting.items()))
+            if now - t <= self.ttl_s and len(self._waiting) <= self.cap:
+                break
+            del self._waiting[url]
+            out.append(h)
         return out
 
 
@@ -125,17 +105,19 @@ class GridAlignedReader(AutoParallelRioReader):
 
     def __init__(self, **kw):
         super().__init__(**kw)
-        self._local_file = "://" not in self.url and not self.url.startswith("/vsi")
         self._local = threading.local()
         self._plan_lock = threading.Lock()
         self._plan: tuple | None | bool = False  # False: not decided yet; None: use the parent
 
     def __setstate__(self, state):
         super().__setstate__(state)
-        self._local_file = "://" not in self.url and not self.url.startswith("/vsi")
         self._local = threading.local()
         self._plan_lock = threading.Lock()
         self._plan = False
+
+    @property
+    def _local_file(self) -> bool:
+        return "://" not in self.url and not self.url.startswith("/vsi")
 
     def _own_dataset(self):
         ds = getattr(self._local, "ds", None)

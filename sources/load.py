@@ -193,7 +193,7 @@ def _meta_grid(item: dict, asset: dict) -> tuple[int | None, list | None, list |
 
 
 def _check_asset(scene: _Scene, band: str, use_file_grid: bool, report: LoadReport,
-                 opened: list | None = None) -> SkippedScene | None:
+                 opened: list) -> SkippedScene | None:
     """None when the asset can be read as its item says (its open dataset appended to ``opened``,
     for the reader), else why its scene is skipped; a grid disagreement raises."""
     key = scene.profile.asset_for(band)
@@ -214,10 +214,7 @@ def _check_asset(scene: _Scene, band: str, use_file_grid: bool, report: LoadRepo
     except Exception as exc:
         ds.close()
         return SkippedScene(iid, key, f"unreadable: {str(exc).splitlines()[0][:200]}")
-    if opened is None:
-        ds.close()
-    else:
-        opened.append((asset["href"], ds))
+    opened.append((asset["href"], ds))
     # the wrong pixel type would be scaled as if it were the catalogue's digital numbers
     said = ((asset.get("raster:bands") or [{}])[0] or {}).get("data_type")
     sc = scene.scaling.get(band)
