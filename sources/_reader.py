@@ -170,9 +170,10 @@ class GridAlignedReader(AutoParallelRioReader):
         h, w = int(window.height), int(window.width)
         fr0, fc0 = math.floor(r0 / k), math.floor(c0 / k)
         fr1, fc1 = math.floor((r0 + h - 1) / k) + 1, math.floor((c0 + w - 1) / k) + 1
-        out = np.full((fr1 - fr0, fc1 - fc0), self.fill_value, dtype=self.dtype)
         ir0, ic0 = max(fr0, 0), max(fc0, 0)
         ir1, ic1 = min(fr1, ds.height), min(fc1, ds.width)
+        inside = (ir0, ic0, ir1, ic1) == (fr0, fc0, fr1, fc1)
+        out = None if inside else np.full((fr1 - fr0, fc1 - fc0), self.fill_value, dtype=self.dtype)
         if ir1 > ir0 and ic1 > ic0:
             flags = ds.mask_flag_enums[0]
             # a plain read where the mask is "all valid" or the nodata value (the common cases): a
@@ -187,17 +188,18 @@ class GridAlignedReader(AutoParallelRioReader):
                         a = ds.read(1, window=win, masked=not plain)
             except Exception as e:
                 raise RuntimeError(f"Error reading {window} from {self.url!r}: {e!r}") from e
-            dst = out[ir0 - fr0:ir1 - fr0, ic0 - fc0:ic1 - fc0]
+            if out is None:  # the window lies inside the file: the read itself is the output
+                out = dst = (a if plain else a.data).astype(self.dtype, copy=False)  # a fresh array
+            else:
+                dst = out[ir0 - fr0:ir1 - fr0, ic0 - fc0:ic1 - fc0]
+                dst[...] = a.data if not plain else a
             if plain:
-                dst[...] = a
-                if flags == [MaskFlags.nodata]:
+                if flags == [MaskFlags.nodata] and ds.nodata != self.fill_value:
                     nod = ds.nodata
                     hole = np.isnan(a) if nod is not None and np.isnan(nod) else a == nod
                     dst[hole] = self.fill_value
-            else:
-                dst[...] = a.data
-                if a.mask is not np.ma.nomask:
-                    dst[a.mask] = self.fill_value
+            elif a.mask is not np.ma.nomask:
+                dst[a.mask] = self.fill_value
         if k > 1:
             out = np.repeat(np.repeat(out, k, axis=0), k, axis=1)
             out = out[r0 - fr0 * k:r0 - fr0 * k + h, c0 - fc0 * k:c0 - fc0 * k + w]

@@ -19,6 +19,7 @@ from demo.generate import load_world
 from demo.physics import BANDS, surface_reflectance
 from sources.load import AssetGridMismatchError, load_reflectance
 from sources.profiles import MissingMetadataError, SourceError
+from sources.search import search_items
 
 from .conftest import as_earth_search_c1, as_planetary_computer, demo_items
 
@@ -395,3 +396,69 @@ def test_the_handle_pool_closes_what_nobody_takes():
 
     time.sleep(0.01)
     assert short.take("u") is None and e.closed
+
+
+# ------------------------------------------------------------------------------------------ fast paths
+@pytest.mark.parametrize("mask_kind", ["scl", "qa"])
+@pytest.mark.parametrize("dn_type", [np.uint16, np.float32])
+def test_the_compiled_reflectance_kernel_equals_the_numpy_reference(mask_kind, dn_type):
+    """The numba kernel the loader runs gives the NumPy reference's output bit for bit: nodata and
+    NaN digital numbers, every SCL class and out-of-range values, QA_PIXEL bits, NaN masks, the HLS
+    adjustment on and off, snow masked or kept."""
+    from sources.load import _reflectance_block, _reflectance_fused
+
+    rng = np.random.default_rng(3)
+    t, b, h, w = 3, 6, 37, 29
+    dn = rng.integers(0, 14000, (t, b, h, w)).astype(dn_type)
+    dn[rng.random(dn.shape) < 0.05] = 0
+    if dn_type == np.float32:
+        dn[rng.random(dn.shape) < 0.03] = np.nan
+    if mask_kind == "scl":
+        mask = rng.integers(0, 13, (t, h, w)).astype(np.float32)
+        mask[rng.random(mask.shape) < 0.02] = 300
+    else:  # clear (21824), snow (30048), cloud (22280), shadow (23888), fill (1) and random bits
+        mask = rng.choice([21824, 30048, 22280, 23888, 1], (t, h, w)).astype(np.float32)
+        sel = rng.random(mask.shape) < 0.2
+        mask[sel] = rng.integers(0, 2 ** 16, int(sel.sum()))
+    mask[rng.random(mask.shape) < 0.05] = np.nan
+    if dn_type == np.uint16:
+        mask = np.nan_to_num(mask, nan=0 if mask_kind == "scl" else 1).astype(np.uint16)
+    sc = rng.uniform(2e-5, 1e-4, (t, b)).astype(np.float32)
+    off = rng.choice([0.0, -0.1, -0.2], (t, b)).astype(np.float32)
+    nod = np.zeros((t, b), np.float32)
+    for harmonize in (False, True):
+        slope = (rng.uniform(0.97, 1.01, b) if harmonize else np.ones(b)).astype(np.float32)
+        icpt = (rng.uniform(-0.004, 0.001, b) if harmonize else np.zeros(b)).astype(np.float32)
+        for mask_snow in (True, False):
+            kw = dict(slope=slope, intercept=icpt, mask_kind=mask_kind, mask_snow=mask_snow)
+            ref = _reflectance_block(dn, mask, sc, off, nod, **kw)
+            got = _reflectance_fused(dn, mask, sc, off, nod, **kw)
+            assert got.dtype == ref.dtype == np.float32
+            assert np.array_equal(got, ref, equal_nan=True), (harmonize, mask_snow)
+            assert 0 < np.isnan(got[:, :b]).mean() < 1 and got[:, b].any() and not got[:, b].all()
+
+
+@pytest.mark.parametrize("resampling", ["nearest", "bilinear"])
+def test_integer_reads_give_the_float_reads_reflectance(small_archive, monkeypatch, resampling):
+    """Digital numbers read as uint16 (the fast path) give the same dataset as float32 reads, with
+    Landsat (30 m, warped, QA_PIXEL fill) and Sentinel-2 (10 and 20 m, SCL) in one load."""
+    import dask
+
+    import sources.load as ld
+
+    lid = "hulunbuir-steppe-demo"
+    land = _landscape(small_archive, lid)
+    items = search_items(small_archive / "catalog.json", intersects=land.geometry, start="2026-06-01",
+                         end="2026-07-15", max_cloud=90)
+    assert {i["collection"] for i in items} == {"sentinel-2-c1-l2a", "landsat-c2-l2"}
+    out = {}
+    for integer in (True, False):
+        monkeypatch.setattr(ld, "_INTEGER_READS", integer)
+        ds, _ = load_reflectance(items, land.grid(10), bands=["red", "nir", "nir08", "swir22"], harmonize=True,
+                                 resampling=resampling)
+        with dask.config.set(scheduler="threads"):
+            out[integer] = ds.compute()
+    for v in out[True].data_vars:
+        assert out[True][v].dtype == out[False][v].dtype
+        np.testing.assert_array_equal(out[True][v].values, out[False][v].values, err_msg=v)
+    assert 0.05 < float(out[True]["clear"].mean()) < 0.99
