@@ -470,6 +470,8 @@ def _load_state(url: str, store: CubeStore, key: str) -> tuple[ForestBurnState |
         meta = json.loads(bytes(z["meta"]).decode())
         if meta["key"] != key:
             return None, "the settings changed"
+        if any(k not in z for k in STATE_DTYPES):
+            return None, "the state was saved by an older version"
         arrays = {k: z[k] for k in STATE_DTYPES}
     return ForestBurnState(arrays, through=meta["through"], n_obs=meta["n_obs"]), meta["digest"]
 

@@ -78,8 +78,10 @@ def burn_signature(pre: xr.Dataset, post: xr.Dataset, *, max_swir16_rise: float 
     return out
 
 
-def _pre_post_block(nbr: np.ndarray, detected: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For each pixel: NBR of the last clear observation before the first detection, and at it."""
+def _pre_post_block(nbr: np.ndarray, detected: np.ndarray, secs: np.ndarray | None = None,
+                    fine: np.ndarray | None = None, post_fine_s: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """For each pixel: NBR of the last clear observation before the first detection, and at it (or at
+    the first clear ``fine`` observation within ``post_fine_s`` seconds of it, when given)."""
     t = nbr.shape[-1]
     det = detected > 0.5
     has = det.any(axis=-1)
@@ -87,6 +89,10 @@ def _pre_post_block(nbr: np.ndarray, detected: np.ndarray) -> tuple[np.ndarray, 
     idx = np.arange(t)
     before = np.isfinite(nbr) & (idx < k[..., None])
     last = np.where(before.any(axis=-1), t - 1 - np.argmax(before[..., ::-1], axis=-1), -1)
+    if fine is not None and secs is not None and post_fine_s > 0:
+        cand = (np.isfinite(nbr) & np.asarray(fine, bool) & (idx >= k[..., None])
+                & (secs - secs[k][..., None] <= post_fine_s))
+        k = np.where(cand.any(axis=-1), cand.argmax(axis=-1), k)
     post = np.take_along_axis(nbr, k[..., None], axis=-1)[..., 0]
     pre = np.take_along_axis(nbr, np.maximum(last, 0)[..., None], axis=-1)[..., 0]
     pre = np.where(has & (last >= 0), pre, np.nan)
@@ -116,7 +122,8 @@ def fire_like(nbr_drop: xr.DataArray, swir16_drop: xr.DataArray, visible: xr.Dat
     return out
 
 
-def burn_severity_at_detection(nbr_series: xr.DataArray, detected: xr.DataArray) -> xr.Dataset:
+def burn_severity_at_detection(nbr_series: xr.DataArray, detected: xr.DataArray, *,
+                               fine: xr.DataArray | None = None, post_fine_days: float = 3.0) -> xr.Dataset:
     """dNBR from the nearest clear observations on each side of each pixel's first detection.
 
     Parameters
@@ -125,6 +132,11 @@ def burn_severity_at_detection(nbr_series: xr.DataArray, detected: xr.DataArray)
         NBR, NaN where not clear.
     detected : DataArray (time, y, x)
         1 at observations where the pixel was detected as burning (the first one counts).
+    fine : DataArray (time,) of bool, optional
+        The observations at 10-20 m (Sentinel-2). When the detection came from a coarser look
+        (Landsat's 30 m pixels average a patchy burn's 10 m severities), the first clear fine look
+        within ``post_fine_days`` of it gives the post-fire NBR instead: the char has not
+        changed in a few days (regrowth starts after one to two weeks).
 
     Returns
     -------
@@ -133,7 +145,13 @@ def burn_severity_at_detection(nbr_series: xr.DataArray, detected: xr.DataArray)
     a, b = xr.align(nbr_series, detected, join="exact")
     if a.chunks is not None:
         a, b = a.chunk({"time": -1}), b.chunk({"time": -1})
-    pre, post = xr.apply_ufunc(_pre_post_block, a, b.fillna(0), input_core_dims=[["time"], ["time"]],
+    kw = {}
+    if fine is not None:
+        from .forest import time_axes
+
+        kw = {"secs": time_axes(a["time"].values)[1], "post_fine_s": float(post_fine_days) * 86400.0,
+              "fine": np.asarray(fine.sel(time=a["time"]).values, dtype=bool)}
+    pre, post = xr.apply_ufunc(_pre_post_block, a, b.fillna(0), input_core_dims=[["time"], ["time"]], kwargs=kw,
                                output_core_dims=[[], []], dask="parallelized", output_dtypes=[np.float32, np.float32])
     d = dnbr(pre, post)
     return xr.Dataset({"pre_nbr": pre.astype(np.float32).assign_attrs(long_name="pre-fire NBR", units="1"),

@@ -44,6 +44,7 @@ class ChainThresholds:
     forest_mmu_ha: float = 0.5
     burn_mmu_ha: float = 1.0
     burn_core_ha: float = 0.25  #: a fire has a core of at least moderate severity (dNBR >= 0.27)
+    burn_post_fine_days: float = 3.0  #: a 10-20 m look this soon after a 30 m detection gives the post-fire NBR
 
 
 def observation_layers(ds: xr.Dataset, *, monitor_start: str, thresholds: ChainThresholds = ChainThresholds()
@@ -69,11 +70,14 @@ def observation_layers(ds: xr.Dataset, *, monitor_start: str, thresholds: ChainT
     loss = ((d_nb >= th.forest_nbr_drop) & (d_nd >= th.forest_ndvi_drop)).astype(np.float32).where(observed)
     w = th.weak_fraction
     weak = ((d_nb >= w * th.forest_nbr_drop) & (d_nd >= w * th.forest_ndvi_drop)).where(observed, False)
+    # the 10-20 m looks (Sentinel-2); without platforms, every look counts as one
+    fine = np.ones(d_nb.sizes["time"], bool)
     if "platform" in ds.coords and ds["platform"].ndim == 1:
-        # edges are judged at 10 m: Landsat's 30 m pixels would smear a clearing by up to 20 m
-        plat = ds["platform"].sel(time=d_nb["time"]).values.astype(str)
-        weak = weak & xr.DataArray(np.char.startswith(plat, "sentinel-2"), dims="time", coords={"time": d_nb["time"]})
-    return xr.Dataset({"fire": fire, "loss": loss, "weak": weak, "nbr": nb.sel(time=d_nb["time"]),
+        fine = np.char.startswith(ds["platform"].sel(time=d_nb["time"]).values.astype(str), "sentinel-2")
+    fine = xr.DataArray(fine, dims="time", coords={"time": d_nb["time"]})
+    # edges are judged at 10 m: Landsat's 30 m pixels would smear a clearing by up to 20 m
+    weak = weak & fine
+    return xr.Dataset({"fire": fire, "loss": loss, "weak": weak, "fine": fine, "nbr": nb.sel(time=d_nb["time"]),
                        # severity on Key & Benson's own scale: NBR with the broad NIR (TM band 4 ~ MSI B08)
                        "visible": visible, "nbr_broad": nbr(mon["nir"], mon["swir22"])})
 
@@ -116,7 +120,7 @@ def forest_burn_layers(ds: xr.Dataset, *, monitor_start: str, mask_years: list[i
     trigger = ((step >= th.burn_step_drop) & (abs(vstep) <= th.max_visible_step)).astype(np.float32)
     burn = loss_status(fire, trigger=trigger, confirm=th.confirm, of_next=th.of_next, within_days=th.within_days)
     first_obs = (fire["time"] == burn["first_detected"]).astype(np.float32)
-    sev = burn_severity_at_detection(obs["nbr_broad"], first_obs)
+    sev = burn_severity_at_detection(obs["nbr_broad"], first_obs, fine=obs["fine"], post_fine_days=th.burn_post_fine_days)
     burned = burn["status"] == CONFIRMED
 
     status = loss_status(obs["loss"].where(forest & ~burned), confirm=th.confirm, of_next=th.of_next,

@@ -8,12 +8,58 @@ import xarray as xr
 from .seasons import in_window
 from .trends import mann_kendall
 
-__all__ = ["growing_season_ndvi", "grassland_trend", "ndvi_anomaly_z", "DEGRADING", "STABLE", "IMPROVING"]
+__all__ = ["growing_season_ndvi", "sampling_factors", "grassland_trend", "ndvi_anomaly_z", "DEGRADING", "STABLE", "IMPROVING"]
 
 DEGRADING, STABLE, IMPROVING = -1, 0, 1
 
 
-def growing_season_ndvi(ndvi: xr.DataArray, *, start_doy: int, end_doy: int, min_obs: int = 1) -> xr.DataArray:
+def _shape_factors(med: np.ndarray, frac: np.ndarray, doy: np.ndarray, *, start_doy: int, end_doy: int,
+                   min_looks: int, min_clear: float) -> np.ndarray:
+    """Per look: the window mean of the seasonal curve (a parabola in day of year, fitted to the
+    looks' landscape medians of all years) over the curve's value on the look's day."""
+    ok = np.isfinite(med) & (frac >= min_clear)
+    out = np.ones(med.shape, np.float64)
+    if ok.sum() < min_looks or np.unique(doy[ok]).size < 3:
+        return out
+    coef = np.polyfit(doy[ok].astype(np.float64), med[ok].astype(np.float64), 2)
+    curve = np.polyval(coef, doy.astype(np.float64))
+    mean = np.polyval(coef, np.arange(start_doy, end_doy + 1, dtype=np.float64)).mean()
+    good = curve > 0.05
+    out[good] = np.clip(mean / curve[good], 0.8, 1.25)
+    return np.round(out, 4)  # the same factors whatever the chunking (sums and medians in another order)
+
+
+def sampling_factors(ndvi: xr.DataArray, *, start_doy: int, end_doy: int, max_px: int = 250_000,
+                     min_looks: int = 6, min_clear: float = 0.3) -> xr.DataArray:
+    """Per look (time,): the factor that brings an NDVI seen on that day of the window to the window's
+    mean, from the landscape's own seasonal curve.
+
+    A year whose clear looks fall early or late in the window would otherwise read low, and a
+    year-to-year change in *when* the sky was clear becomes a trend. The curve is a parabola in day
+    of year fitted, over all years, to each look's median NDVI (on a regular subsample of at most
+    ``max_px`` pixels; looks with less than ``min_clear`` of it clear are left out). With fewer than
+    ``min_looks`` looks, every factor is 1. Factors are clamped to [0.8, 1.25].
+    """
+    h, w = ndvi.sizes["y"], ndvi.sizes["x"]
+    step = max(1, int(np.ceil(np.sqrt(h * w / max_px))))
+    sub = ndvi.isel(y=slice(None, None, step), x=slice(None, None, step))
+    if sub.chunks is not None:
+        sub = sub.chunk({"y": -1, "x": -1})
+    med = sub.median(("y", "x"), skipna=True)
+    frac = sub.notnull().mean(("y", "x"))
+    if med.chunks is not None:
+        med, frac = med.chunk({"time": -1}), frac.chunk({"time": -1})
+    doy = ndvi["time"].dt.dayofyear
+    out = xr.apply_ufunc(_shape_factors, med, frac, doy, input_core_dims=[["time"]] * 3,
+                         output_core_dims=[["time"]], dask="parallelized", output_dtypes=[np.float64],
+                         kwargs={"start_doy": start_doy, "end_doy": end_doy, "min_looks": min_looks,
+                                 "min_clear": min_clear})
+    out.name = "sampling_factor"
+    return out
+
+
+def growing_season_ndvi(ndvi: xr.DataArray, *, start_doy: int, end_doy: int, min_obs: int = 1,
+                        normalize_sampling: bool = True) -> xr.DataArray:
     """Mean NDVI of the clear observations inside the growing-season window, per year and pixel.
 
     Parameters
@@ -27,12 +73,20 @@ def growing_season_ndvi(ndvi: xr.DataArray, *, start_doy: int, end_doy: int, min
         seen only once: over 5-7 years, a missing year costs the Mann-Kendall test more power
         than one look's noise (at n = 5, a single reversed pair already puts p above 0.05), and
         cloudy summers often leave a pixel one clear peak-season look.
+    normalize_sampling : bool
+        Scale each look by :func:`sampling_factors` first, so that the yearly means do not depend
+        on which days of the window happened to be clear.
 
     Returns
     -------
     DataArray (year, y, x), float32, unit 1.
     """
-    sel = ndvi.where(in_window(ndvi["time"], start_doy, end_doy))
+    inside = in_window(ndvi["time"], start_doy, end_doy)
+    sel = ndvi.where(inside)
+    if normalize_sampling and bool(inside.any()):
+        win = ndvi.isel(time=np.nonzero(inside.values)[0])
+        f = sampling_factors(win, start_doy=start_doy, end_doy=end_doy).reindex(time=ndvi["time"], fill_value=1.0)
+        sel = (sel * f).astype(np.float32)
     g = sel.groupby("time.year")
     mean = g.mean("time", skipna=True)
     count = sel.notnull().groupby("time.year").sum("time")

@@ -38,7 +38,7 @@ __all__ = ["ForestBurnState", "observation_layers", "prime", "advance", "state_l
 STATE_DTYPES: dict[str, str] = {
     "prev_nbr": "float64", "prev_visible": "float64", "prev_nbr_broad": "float32",
     "burn_status": "int8", "burn_first": "float64", "burn_cand": "float64", "burn_seen": "int16",
-    "burn_hits": "int16", "burn_pre": "float32", "burn_post": "float32",
+    "burn_hits": "int16", "burn_pre": "float32", "burn_post": "float32", "burn_post_fine": "int8",
     "forest_status": "int8", "forest_first": "float64", "forest_cand": "float64", "forest_seen": "int16",
     "forest_hits": "int16", "weak_count": "int16",
 }
@@ -94,6 +94,8 @@ def advance(state: ForestBurnState, obs: xr.Dataset, thresholds: ChainThresholds
     a = state.arrays
     fire, loss, weak = obs["fire"].values, obs["loss"].values, obs["weak"].values
     nb, vis, nbb = obs["nbr"].values, obs["visible"].values, obs["nbr_broad"].values
+    fine = obs["fine"].values.astype(bool) if "fine" in obs else np.ones(len(days), bool)
+    post_fine_s = th.burn_post_fine_days * 86400.0
     burn, forest = state.machine("burn"), state.machine("forest")
     kw = {"confirm": th.confirm, "of_next": th.of_next, "within_days": th.within_days}
     for k in range(len(days)):
@@ -104,9 +106,14 @@ def advance(state: ForestBurnState, obs: xr.Dataset, thresholds: ChainThresholds
         a["prev_visible"] = np.where(np.isfinite(vis[k]), vis[k], a["prev_visible"])
         trigger = ((step >= th.burn_step_drop) & (abs(vstep) <= th.max_visible_step)).astype(np.float32)
         new = status_step(burn, fire[k], trigger, days[k], secs[k], **kw)
-        # severity: the last clear NBR of the season before the detection, and the NBR at it
+        # severity: the last clear NBR of the season before the detection, and the NBR at it, or at
+        # the first clear 10-20 m look within burn_post_fine_days of a 30 m detection
+        seen = np.isfinite(nbb[k])
         a["burn_pre"] = np.where(new, a["prev_nbr_broad"], a["burn_pre"]).astype(np.float32)
-        a["burn_post"] = np.where(new, nbb[k], a["burn_post"]).astype(np.float32)
+        upgrade = (~new & fine[k] & seen & (a["burn_post_fine"] == 0) & np.isfinite(burn["first"])
+                   & (secs[k] - burn["first"] <= post_fine_s))
+        a["burn_post"] = np.where(new | upgrade, nbb[k], a["burn_post"]).astype(np.float32)
+        a["burn_post_fine"] = np.where(new, fine[k] & seen, a["burn_post_fine"] | upgrade).astype(np.int8)
         a["prev_nbr_broad"] = np.where(np.isfinite(nbb[k]), nbb[k], a["prev_nbr_broad"]).astype(np.float32)
         status_step(forest, loss[k], np.ones_like(loss[k]), days[k], secs[k], **kw)
         a["weak_count"] = (a["weak_count"] + weak[k]).astype(np.int16)

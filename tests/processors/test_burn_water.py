@@ -142,6 +142,53 @@ def test_fire_like_and_severity_at_detection(backend):
     assert (fire_like(drop, swdrop - 0.14, vis + 0.05).fillna(0).values == 0).all()
 
 
+def test_severity_takes_the_post_fire_nbr_from_a_fine_look_soon_after_a_coarse_detection(backend):
+    """A burn first seen by a 30 m look: the 10 m look 2 days later gives the post-fire NBR (a 30 m
+    pixel averages a patchy burn); one 5 days later does not (3-day limit); a fine detection keeps
+    its own look. The nightly state gives the same."""
+    import pandas as pd
+
+    from processors.burn import burn_severity_at_detection
+    from processors.chain import ChainThresholds
+    from processors.forest import CONFIRMED, time_axes
+    from processors.incremental import ForestBurnState, advance
+
+    t = pd.DatetimeIndex(["2026-06-10", "2026-06-20", "2026-06-22", "2026-06-25", "2026-06-28"])
+    fine = xr.DataArray(np.array([True, False, True, True, False]), dims="time", coords={"time": t})
+    nbr = np.full((5, 1, 3), np.nan, np.float32)
+    nbr[:, 0, 0] = [0.65, 0.20, -0.15, -0.12, 0.0]  # coarse detection (06-20), fine look 2 days on
+    nbr[:, 0, 1] = [0.65, 0.20, np.nan, -0.15, 0.0]  # the only fine look is 5 days on: stays coarse
+    nbr[:, 0, 2] = [0.60, np.nan, -0.10, -0.12, 0.0]  # detected by the fine look itself
+    det = np.zeros_like(nbr)
+    det[1, 0, :2] = 1
+    det[2, 0, 2] = 1
+    mk = lambda a: xr.DataArray(a, dims=("time", "y", "x"), coords={"time": t})  # noqa: E731
+    nb, dt_ = mk(nbr), mk(det)
+    if backend == "dask":
+        nb, dt_ = nb.chunk({"x": 1}), dt_.chunk({"x": 2})
+    sev = burn_severity_at_detection(nb, dt_, fine=fine, post_fine_days=3)
+    np.testing.assert_allclose(sev["post_nbr"].values[0], [-0.15, 0.20, -0.10])
+    np.testing.assert_allclose(sev["dnbr"].values[0], [0.80, 0.45, 0.70], atol=1e-6)
+    plain = burn_severity_at_detection(nb, dt_)  # without platforms: the detection's own look
+    np.testing.assert_allclose(plain["post_nbr"].values[0], [0.20, 0.20, -0.10])
+
+    # the nightly state machine (processors.incremental), fed one look at a time, agrees
+    st = ForestBurnState.new((1, 3))
+    st.arrays["prev_nbr_broad"][:] = np.nan
+    days, secs = time_axes(t)
+    burning = np.maximum.accumulate(det, axis=0)  # fire-like from the detection on
+    for k in range(len(t)):
+        one = xr.Dataset({
+            "fire": mk(burning).isel(time=[k]), "loss": mk(np.zeros_like(nbr)).isel(time=[k]),
+            "weak": mk(np.zeros_like(nbr, bool)).isel(time=[k]), "fine": fine.isel(time=[k]),
+            "nbr": mk(np.where(burning > 0, -1.0, 0.6).astype(np.float32)).isel(time=[k]),
+            "visible": mk(np.full_like(nbr, 0.04)).isel(time=[k]), "nbr_broad": nb.isel(time=[k]).compute()})
+        advance(st, one, ChainThresholds(confirm=1, of_next=1))
+    assert (st.arrays["burn_status"] == CONFIRMED).all()
+    np.testing.assert_allclose(st.arrays["burn_post"][0], [-0.15, 0.20, -0.10])
+    np.testing.assert_allclose(st.arrays["burn_pre"][0], [0.65, 0.65, 0.60])
+
+
 def test_otsu_from_summed_histograms_equals_the_whole_scene():
     """Big scenes: histograms of bands of rows add up to the scene's; NumPy and dask agree."""
     from processors.water import _otsu_1d, mndwi_histogram, otsu_threshold

@@ -76,6 +76,40 @@ def test_growing_season_mean_and_min_obs(backend):
     assert gs1.sel(year=2025).values[1, 1] == pytest.approx(0.7)
 
 
+def test_yearly_means_do_not_depend_on_which_days_were_clear(backend):
+    """Stable grassland whose clear looks drift from the peak of the season towards its start, year
+    by year: the plain yearly means fall (a false degradation trend); scaled by the landscape's own
+    seasonal curve (sampling_factors) they stay flat, and the pixels are stable. NumPy = dask."""
+    from processors.grassland import grassland_trend, sampling_factors
+
+    rng = np.random.default_rng(4)
+    start, end = 177, 250
+    times, vals = [], []
+    amp = rng.uniform(0.8, 1.2, (12, 14)).astype(np.float32)
+    for i, year in enumerate(range(2020, 2027)):
+        for doy in 216 - 4 * i + np.array([-6, -2, 3, 7, 12]):  # the clear days move earlier each year
+            times.append(pd.Timestamp(year, 1, 1) + pd.Timedelta(days=int(doy) - 1))
+            curve = 0.62 - 0.00009 * (doy - 215.0) ** 2
+            v = (amp * curve + rng.normal(0, 0.002, amp.shape)).astype(np.float32)
+            v[rng.random(amp.shape) < 0.1] = np.nan  # clouds
+            vals.append(v)
+    nd = xr.DataArray(np.stack(vals), dims=("time", "y", "x"), coords={"time": pd.DatetimeIndex(times)})
+    if backend == "dask":
+        nd = nd.chunk({"time": 5, "y": 6, "x": 7})
+    plain = growing_season_ndvi(nd, start_doy=start, end_doy=end, normalize_sampling=False)
+    fixed = growing_season_ndvi(nd, start_doy=start, end_doy=end)
+    drift = plain.mean(("y", "x")).values
+    flat = fixed.mean(("y", "x")).values
+    assert drift[0] - drift[-1] > 0.02  # the sampling alone makes a decline
+    assert np.ptp(flat) < 0.004, flat
+    assert (grassland_trend(plain)["trend_class"].values == DEGRADING).mean() > 0.5
+    assert (grassland_trend(fixed)["trend_class"].values == STABLE).mean() > 0.95
+    f = sampling_factors(nd, start_doy=start, end_doy=end).values
+    ref = sampling_factors(nd.compute() if backend == "dask" else nd.chunk({"y": 5}), start_doy=start, end_doy=end).values
+    np.testing.assert_array_equal(f, ref)
+    assert f.min() < 0.97 and f.max() > 1.03  # to the window mean: peak looks scaled down, early ones up
+
+
 def test_anomaly_z():
     rng = np.random.default_rng(1)
     years = np.arange(2019, 2027)
