@@ -425,6 +425,10 @@ def load_reflectance(
         resampling. Mask bands always use nearest. Assets already on the grid are never warped.
     chunksize
         Spatial chunk size in pixels (per time step and band).
+    preflight_threads
+        Threads that open the assets' headers before anything is read, when the hrefs are remote
+        (the opens wait on the network). Local files are opened on at most 2 threads: a local open
+        is mostly Python work under the GIL, and more threads only contend.
 
     Returns
     -------
