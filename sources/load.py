@@ -485,6 +485,7 @@ def load_reflectance(
     if not good:
         raise SourceError(f"every scene failed to load: {report.summary()}")
     report.loaded = [s.item.get("id", "?") for s in good]
+    good.sort(key=lambda s: s.time)  # stacked in time order: no sortby (a take on every variable) afterwards
 
     parts = []
     by_profile: dict[str, list[_Scene]] = {}
@@ -519,7 +520,8 @@ def _stack_profile(group: list[_Scene], grid: Grid, bands, harmonize, mask_snow,
     time_chunk = max(1, min(len(group), (1024 * 1024) // max(1, grid.width * grid.height)))
     # digital numbers stay integers through the reads when they can (half the bytes of float32 to
     # copy and stack); the fill value is then the no-data value itself
-    int_dn = _INTEGER_READS and all(s.dn_dtype == "uint16" for s in group) and all(s.scaling[b].nodata == 0 for s in group for b in avail)
+    int_dn = (_INTEGER_READS and all(s.dn_dtype == "uint16" for s in group)
+              and all(s.scaling[b].nodata == 0 for s in group for b in avail))
     dn_type, dn_fill = ("uint16", np.uint16(0)) if int_dn else ("float32", np.float32(np.nan))
     common = dict(epsg=grid.epsg, resolution=grid.resolution, bounds=grid.bounds, snap_bounds=False,
                   dtype=dn_type, fill_value=dn_fill, rescale=False,
@@ -533,7 +535,9 @@ def _stack_profile(group: list[_Scene], grid: Grid, bands, harmonize, mask_snow,
     stacks = []
     for sel, rs in ((aligned, Resampling.nearest), ([b for b in avail if b not in aligned], resampling)):
         if sel:
-            stacks.append(stackstac.stack(dicts, assets=[prof.asset_for(b) for b in sel], resampling=rs, **common)
+            # all the bands of a scene in one chunk: one task reads them, and no rechunk copies them together
+            kw = {**common, "chunksize": (time_chunk, len(sel), chunksize, chunksize)}
+            stacks.append(stackstac.stack(dicts, assets=[prof.asset_for(b) for b in sel], resampling=rs, **kw)
                           .assign_coords(band=sel))
     dn = xr.concat(stacks, dim="band") if len(stacks) > 1 else stacks[0]
     mcommon = dict(common)
