@@ -25,7 +25,12 @@ from rasterio.enums import MaskFlags, Resampling
 from rasterio.windows import Window
 from stackstac.rio_reader import AutoParallelRioReader
 
-__all__ = ["GridAlignedReader", "HandlePool", "HANDLES"]
+__all__ = ["GridAlignedReader", "HandlePool", "HANDLES", "is_local_href"]
+
+
+def is_local_href(href: str) -> bool:
+    """A path on this machine's file system (no URL scheme, no GDAL ``/vsi*`` virtual file system)."""
+    return "://" not in href and not href.startswith("/vsi")
 
 
 class HandlePool:
@@ -117,7 +122,7 @@ class GridAlignedReader(AutoParallelRioReader):
 
     @property
     def _local_file(self) -> bool:
-        return "://" not in self.url and not self.url.startswith("/vsi")
+        return is_local_href(self.url)
 
     def _own_dataset(self):
         ds = getattr(self._local, "ds", None)

@@ -50,7 +50,7 @@ from .profiles import (
     normalize_item,
     resolve_scaling,
 )
-from ._reader import HANDLES, GridAlignedReader
+from ._reader import HANDLES, GridAlignedReader, is_local_href
 from .search import parse_datetime, solar_date
 
 __all__ = ["load_reflectance", "LoadReport", "SkippedScene", "AssetGridMismatchError", "gdal_env",
@@ -465,8 +465,7 @@ def load_reflectance(
 
     # Opening a local file is CPU work that mostly holds the GIL (rasterio's environment and path
     # handling): more threads than cores only contend. Remote opens wait on the network: use them all.
-    remote = any("://" in str(a.get("href", "")) or str(a.get("href", "")).startswith("/vsi")
-                 for s in scenes for a in s.item["assets"].values())
+    remote = not all(is_local_href(str(a.get("href", ""))) for s in scenes for a in s.item["assets"].values())
     threads = preflight_threads if remote else max(1, min(preflight_threads, os.cpu_count() or 1, 2))
     results = list(_executor(threads).map(check, scenes))
     good = []

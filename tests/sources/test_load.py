@@ -451,13 +451,21 @@ def test_integer_reads_give_the_float_reads_reflectance(small_archive, monkeypat
     items = search_items(small_archive / "catalog.json", intersects=land.geometry, start="2026-06-01",
                          end="2026-07-15", max_cloud=90)
     assert {i["collection"] for i in items} == {"sentinel-2-c1-l2a", "landsat-c2-l2"}
-    out = {}
+    out, stacked = {}, {}
+    real_stack = ld.stackstac.stack
+
+    def spy(*a, **k):  # the pixel type each stackstac stack is built with
+        stacked.setdefault(integer, set()).add(str(k["dtype"]))
+        return real_stack(*a, **k)
+
+    monkeypatch.setattr(ld.stackstac, "stack", spy)
     for integer in (True, False):
         monkeypatch.setattr(ld, "_INTEGER_READS", integer)
         ds, _ = load_reflectance(items, land.grid(10), bands=["red", "nir", "nir08", "swir22"], harmonize=True,
                                  resampling=resampling)
         with dask.config.set(scheduler="threads"):
             out[integer] = ds.compute()
+    assert stacked == {True: {"uint16"}, False: {"float32"}}  # both paths really ran
     for v in out[True].data_vars:
         assert out[True][v].dtype == out[False][v].dtype
         np.testing.assert_array_equal(out[True][v].values, out[False][v].values, err_msg=v)
