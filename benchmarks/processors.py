@@ -73,11 +73,11 @@ def _cube(size: int, dates: int, chunk: int) -> xr.Dataset:
 def _chain(ds: xr.Dataset):
     from processors.chain import forest_burn_layers
     from processors.indices import mndwi
-    from processors.water import water_mask
+    from processors.water import refine_water_edges, water_mask
     from processors.zonal import zonal_stats
 
     lay = forest_burn_layers(ds, monitor_start="2026-01-01", mask_years=[2025], start_doy=120, end_doy=300)
-    water = water_mask(mndwi(ds["green"], ds["swir16"]))
+    water = refine_water_edges(water_mask(mndwi(ds["green"], ds["swir16"])), ds["nir"], ds["swir16"])
     zs = zonal_stats(pixel_area_ha=0.01, clear=ds["clear"], water=water,
                      layers_ha={"forest_ha": lay["forest"], "burned_ha": lay["burn_status"] == 2})
     # reduce everything so nothing big is kept: what a writer consumes chunk by chunk

@@ -49,7 +49,7 @@ from processors.incremental import STATE_DTYPES, ForestBurnState, advance, obser
 from processors.indices import mndwi, nbr, ndvi
 from processors.seasons import season_windows
 from processors.vectorize import vectorize_alerts
-from processors.water import mndwi_histogram, otsu_threshold, water_mask
+from processors.water import EDGE_M, mndwi_histogram, otsu_threshold, refine_water_edges, water_mask
 from sources.load import _mosaic_solar_days, load_reflectance
 from sources.search import merge_duplicates, search_items, solar_date
 
@@ -162,7 +162,8 @@ def slices_from_reflectance(ds: xr.Dataset, *, water_threshold: xr.DataArray | N
     out["ndvi"] = ndvi(ds["red"], ds["nir"])
     out["nbr"] = nbr(ds["nir08"], ds["swir22"])
     out["clear"] = ds["clear"]
-    out["water"] = water_mask(mndwi(ds["green"], ds["swir16"]), threshold=water_threshold)
+    water = water_mask(mndwi(ds["green"], ds["swir16"]), threshold=water_threshold)
+    out["water"] = refine_water_edges(water, ds["nir"], ds["swir16"])
     keep = ["platform", "item_id"]
     return out.drop_vars([c for c in out.coords if out[c].dims == ("time",) and c not in keep + ["time"]])
 
@@ -347,7 +348,7 @@ def update_alerts(settings: Settings, land: Landscape, night: dt.date, *, store:
         period_end = dt.date(year, max(months), 1) + pd.offsets.MonthEnd(0)
         period_end = period_end.date() if hasattr(period_end, "date") else period_end
         if night > period_end or (final and night.month >= min(months)):
-            sub = cube[["green", "swir16"]].isel(time=np.nonzero(np.asarray(t.month.isin(months)))[0])
+            sub = cube[["green", "nir", "swir16"]].isel(time=np.nonzero(np.asarray(t.month.isin(months)))[0])
 
             def wetland() -> tuple[gpd.GeoDataFrame, dict]:
                 years = sorted({y for y in t.year if y < year})
@@ -357,7 +358,7 @@ def update_alerts(settings: Settings, land: Landscape, night: dt.date, *, store:
                                       min_area_ha=th.wetland_mmu_ha)
 
             wa, rep.wetland, how = _period(cube_store, "wetland", year, sub, [months, th.wetland_loss_fraction,
-                                                                             th.wetland_mmu_ha], wetland)
+                                                                             th.wetland_mmu_ha, EDGE_M], wetland)
             rep.notes.append(f"wetland period {how}")
             frames.append(wa)
     if "grassland" in ecos:

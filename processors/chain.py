@@ -22,6 +22,7 @@ from .burn import SEVERITY_NAMES, burn_severity_at_detection, drop_from_previous
 from .forest import CONFIRMED, PROBABLE, forest_baseline, loss_status, seasonal_anomaly
 from .indices import mndwi, nbr, ndvi
 from .vectorize import Patches, _numpy, vectorize_alerts
+from .water import EDGE_M
 
 __all__ = ["ChainThresholds", "observation_layers", "forest_burn_layers", "forest_burn_alerts", "forest_burn_masks", "wetland_layers", "wetland_alerts",
            "grassland_layers", "grassland_alerts"]
@@ -197,17 +198,26 @@ def forest_burn_alerts(layers: xr.Dataset, *, landscape_id: str,
 
 # ------------------------------------------------------------------------------------------ wetlands
 def wetland_layers(ds: xr.Dataset, *, baseline_years: list[int], year: int, months: tuple[int, ...],
-                   pixel_area_ha: float, min_clear: int = 2) -> xr.Dataset:
+                   pixel_area_ha: float, min_clear: int = 2, edge_m: float | None = EDGE_M) -> xr.Dataset:
     """Water of the same months in the baseline years and in ``year``, lazily.
 
     Returns a Dataset with ``water`` (per observation: 1 water, 0 land, NaN unobserved) and over
     (y, x): ``baseline_frequency``, ``current_frequency`` and ``current_clear`` (observations).
     A pixel is water in a period when it is wet in at least half of its clear observations.
+    Water is MNDWI over each scene's Otsu threshold, with the shore's mixed pixels assigned by their
+    water fraction within ``edge_m`` of it (:func:`processors.water.refine_water_edges`; needs
+    ``nir``; ``edge_m=None``: MNDWI alone).
     """
     from .indices import mndwi
-    from .water import water_frequency, water_mask
+    from .water import refine_water_edges, water_frequency, water_mask
 
     water = water_mask(mndwi(ds["green"], ds["swir16"]))
+    if edge_m is not None:
+        if "nir" not in ds:
+            raise ValueError("wetland_layers: the shore refinement needs the 'nir' band, which the dataset lacks; "
+                             "load it, or pass edge_m=None for MNDWI alone")
+        water = refine_water_edges(water, ds["nir"], ds["swir16"], edge_m=edge_m,
+                                   pixel_size_m=(pixel_area_ha * 1e4) ** 0.5)
     t = water["time"]
     in_months = t.dt.month.isin(list(months))
     base = water.sel(time=in_months & t.dt.year.isin(baseline_years))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-__all__ = ["otsu_threshold", "mndwi_histogram", "water_mask", "water_frequency", "water_extent_ha", "DEFAULT_THRESHOLD_BOUNDS"]
+__all__ = ["otsu_threshold", "mndwi_histogram", "water_mask", "refine_water_edges", "water_frequency", "water_extent_ha",
+           "DEFAULT_THRESHOLD_BOUNDS", "EDGE_M"]
 
 #: Otsu thresholds on MNDWI are clamped here: outside, the histogram was not bimodal water/land
 DEFAULT_THRESHOLD_BOUNDS = (-0.1, 0.3)
@@ -110,6 +111,114 @@ def water_mask(mndwi: xr.DataArray, *, bounds: tuple[float, float] = DEFAULT_THR
     w.name = "water"
     w.attrs = {"long_name": "open water (1) or land (0), NaN where not clear", "units": "1"}
     return w
+
+
+#: water edges are refined within this distance (m) of the MNDWI water: one Landsat pixel
+EDGE_M = 30.0
+
+
+def _box_sum(a: np.ndarray, radius: int) -> np.ndarray:
+    """Sum over the (2 radius + 1)^2 window around each pixel, zero outside the array (int64: exact,
+    whatever block the array is cut into)."""
+    p = np.pad(a, ((radius + 1, radius), (radius + 1, radius)))
+    c = p.cumsum(0).cumsum(1)
+    k = 2 * radius + 1
+    return c[k:, k:] - c[:-k, k:] - c[k:, :-k] + c[:-k, :-k]
+
+
+def _refine_2d(w: np.ndarray, bands: list[np.ndarray], ring: int, radius: int, min_contrast: float) -> np.ndarray:
+    from scipy import ndimage
+
+    ok = np.isfinite(w)
+    wat = w == 1
+    near = ndimage.binary_dilation(wat, np.ones((2 * ring + 1,) * 2, bool))
+    cand = near & ~wat & ok
+    if not cand.any():
+        return w
+    land = ok & ~near  # beyond the ring: the land the edge pixels mix with
+    pure = ndimage.binary_erosion(wat, np.ones((3, 3), bool), border_value=1)  # water off its own edge
+    fsum = np.zeros(w.shape, np.float64)
+    fn = np.zeros(w.shape, np.int8)
+    for b in bands:
+        fin = np.isfinite(b)
+        q = np.where(fin, np.round(b * 10000.0), 0).astype(np.int64)  # the DN's own precision: exact sums
+        lw, ll = (pure & fin).astype(np.int64), (land & fin).astype(np.int64)
+        nw, nl = _box_sum(lw, radius), _box_sum(ll, radius)
+        use = cand & fin & (nw > 0) & (nl > 0)
+        mw = _box_sum(q * lw, radius)[use] / nw[use]
+        ml = _box_sum(q * ll, radius)[use] / nl[use]
+        f = np.full(int(use.sum()), np.nan)
+        good = ml - mw >= min_contrast * 10000.0
+        f[good] = (ml[good] - q[use][good]) / (ml[good] - mw[good])
+        fsum[use] += np.where(good, f, 0.0)
+        fn[use] += good
+    out = w.copy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out[cand & (fn > 0) & (fsum / np.maximum(fn, 1) >= 0.5)] = 1
+    return out
+
+
+def _refine_block(w: np.ndarray, *bands: np.ndarray, ring: int, radius: int, min_contrast: float) -> np.ndarray:
+    out = np.empty(w.shape, np.float32)
+    for idx in np.ndindex(w.shape[:-2]):
+        out[idx] = _refine_2d(w[idx], [b[idx] for b in bands], ring, radius, min_contrast)
+    return out
+
+
+def refine_water_edges(water: xr.DataArray, nir: xr.DataArray, swir16: xr.DataArray, *, edge_m: float = EDGE_M,
+                       min_contrast: float = 0.02, pixel_size_m: float | None = None) -> xr.DataArray:
+    """Water (1) / land (0) / NaN with the mixed pixels of the shore assigned by their water fraction.
+
+    MNDWI is a ratio: a pixel half water, half land reads far below the water/land threshold (with
+    typical reflectances it needs ~85% water to pass), so every MNDWI map runs short of the true
+    extent by its shore pixels: 3-6% per scene on the demo's wetlands, more on 30 m Landsat looks
+    and on the 20 m SWIR of Sentinel-2. Within ``edge_m`` of the mapped water, each land pixel gets
+    a linear-mixture water fraction per band, ``(L - b) / (L - W)``, with ``W`` the mean of the pure
+    water (mapped water off its own edge) and ``L`` the mean of the land beyond the ring, both in
+    the pixel's own neighbourhood (a box of ``edge_m`` + 3 pixels a side); the fractions of NIR (10 m
+    on Sentinel-2) and SWIR 1.6 are averaged, and a pixel at least half water is water. A band with
+    less than ``min_contrast`` between ``L`` and ``W`` there is not used. Pixels far from mapped water
+    never change, so a dark field or a burn scar cannot become a lake.
+
+    Lazy on dask (``map_overlap``: the same result whatever the chunks, the sums being exact
+    integers); ``water`` as :func:`water_mask` returns it; ``pixel_size_m``: the grid's pixel size,
+    read from the ``x`` coordinate when not given.
+
+    References
+    ----------
+    Xu, H. (2006). Modification of normalised difference water index (NDWI) to enhance open water
+    features. Int. J. Remote Sens. 27, 3025-3033. Sun, F., Sun, W., Chen, J., Gong, P. (2012).
+    Comparison and improvement of methods for identifying waterbodies in remotely sensed imagery
+    (mixed water-land pixels). Int. J. Remote Sens. 33, 6854-6875.
+    """
+    if pixel_size_m is None:
+        if "x" not in water.coords or water.sizes["x"] < 2:
+            raise ValueError("refine_water_edges: the water mask has no x coordinate to read the pixel size from; "
+                             "pass pixel_size_m (e.g. 10 for a 10 m grid)")
+        pixel_size_m = float(abs(water["x"].values[1] - water["x"].values[0]))
+    if not pixel_size_m > 0:
+        raise ValueError(f"refine_water_edges: pixel_size_m={pixel_size_m!r}; it must be a positive size in metres")
+    res = pixel_size_m
+    ring = max(1, int(np.ceil(edge_m / res - 1e-6)))
+    radius = ring + 3
+    lead = [d for d in water.dims if d not in ("y", "x")]
+    w = water.transpose(*lead, "y", "x")
+    bands = [b.transpose(*lead, "y", "x") for b in (nir, swir16)]
+    kw = dict(ring=ring, radius=radius, min_contrast=min_contrast)
+    if isinstance(w.data, np.ndarray) and all(isinstance(b.data, np.ndarray) for b in bands):
+        data = _refine_block(w.data, *(np.asarray(b.data) for b in bands), **kw)
+    else:
+        import dask.array as da
+
+        wd = w.data if not isinstance(w.data, np.ndarray) else da.from_array(w.data, chunks=-1)
+        bd = [da.asarray(b.data).rechunk(wd.chunks) for b in bands]
+        depth = 2 * ring + 4  # the ring, the land beyond it and the box around an edge pixel
+        nd = wd.ndim
+        data = da.map_overlap(_refine_block, wd, *bd, depth={nd - 2: depth, nd - 1: depth}, boundary="none",
+                              dtype=np.float32, meta=np.array((), np.float32), **kw)
+    out = w.copy(data=data).transpose(*water.dims)
+    out.attrs = {**water.attrs, "edge_refinement": f"linear water fraction >= 0.5 within {edge_m:g} m of MNDWI water"}
+    return out
 
 
 def water_frequency(water: xr.DataArray, *, dim: str = "time") -> xr.Dataset:

@@ -206,3 +206,85 @@ def test_otsu_from_summed_histograms_equals_the_whole_scene():
                 otsu_threshold(histogram=parts)):
         np.testing.assert_array_equal(got.values, want)
     assert want[1] != 0 and want[3] == 0
+
+
+def _lake_scene(backend: str, *, rng_seed: int = 3, agg: int = 3, noise: float = 0.003):
+    """Round ponds and a dark burn scar far from it, on a 10 m grid, seen by a sensor of ``agg`` x 10 m
+    pixels (each band the area mean of its pixel: linear mixing), with a cloud over part of the shore.
+    Returns (green, nir, swir16) DataArrays and the lake's true 10 m mask."""
+    rng = np.random.default_rng(rng_seed)
+    n = 150
+    yy, xx = np.mgrid[0:n, 0:n]
+    lake = np.zeros((n, n), bool)
+    for cy, cx, r in ((30.3, 30.6, 14.2), (75.5, 40.2, 9.7), (60.1, 95.4, 17.3), (112.6, 60.8, 11.1)):
+        lake |= (yy - cy) ** 2 + (xx - cx) ** 2 < r ** 2
+    scar = (yy > 120) & (xx > 120)  # char: dark in NIR, far from the lake
+    spec = {"water": SPECTRA["water"], "land": SPECTRA["reed_peak"], "char": SPECTRA["char"]}
+    out = []
+    for band in ("green", "nir", "swir16"):
+        i = BANDS.index(band)
+        v = np.where(lake, spec["water"][i], np.where(scar, spec["char"][i], spec["land"][i])).astype(np.float64)
+        if agg > 1:  # area mean over each coarse pixel, repeated on the 10 m grid
+            c = v.reshape(n // agg, agg, n // agg, agg).mean(axis=(1, 3))
+            v = np.repeat(np.repeat(c, agg, 0), agg, 1)
+        v = v + rng.normal(0, noise, v.shape)
+        v[5:40, 80:115] = np.nan  # a cloud over the north-east shore
+        out.append(xr.DataArray(v[None].astype(np.float32), dims=("time", "y", "x"),
+                                coords={"y": 5000.0 - 10 * np.arange(n), "x": 300000.0 + 10 * np.arange(n)}))
+    if backend == "dask":
+        out = [a.chunk({"y": 40, "x": 55}) for a in out]
+    return (*out, lake)
+
+
+@pytest.mark.parametrize("agg", [3, 2])
+def test_shore_pixels_are_water_by_their_water_fraction(backend, agg):
+    from processors.water import refine_water_edges
+
+    green, nir, swir, lake = _lake_scene(backend, agg=agg)
+    plain = water_mask(mndwi(green, swir))
+    refined = refine_water_edges(plain, nir, swir)
+    p, r = plain.values[0], refined.values[0]
+    seen = np.isfinite(p)
+    truth_ha, plain_ha, refined_ha = (lake & seen).sum(), (p == 1).sum(), (r == 1).sum()
+    # MNDWI alone misses the shore's mixed pixels; their water fraction puts the extent back
+    assert plain_ha < 0.96 * truth_ha
+    assert abs(refined_ha - truth_ha) / truth_ha < 0.015, (plain_ha, refined_ha, truth_ha)
+    # only land within 30 m of mapped water changes, only to water; clouds stay NaN; the dark scar stays land
+    changed = (p != r) & seen
+    assert np.all(p[changed] == 0) and np.all(r[changed] == 1)
+    assert np.array_equal(np.isnan(p), np.isnan(r))
+    from scipy import ndimage
+    assert not (changed & ~ndimage.binary_dilation(p == 1, np.ones((7, 7), bool))).any()
+    assert (r[121:, 121:] == 0).all()
+    assert refined.dims == plain.dims and refined.dtype == np.float32
+
+
+def test_shore_refinement_is_the_same_for_any_chunking():
+    from processors.water import refine_water_edges
+
+    green, nir, swir, _ = _lake_scene("numpy", noise=0.02)  # noisy: many shore pixels near a fraction of 0.5
+    two = xr.concat([green, green.isel(x=slice(None, None, -1)).assign_coords(x=green.x)], "time")
+    n2 = xr.concat([nir, nir.isel(x=slice(None, None, -1)).assign_coords(x=nir.x)], "time")
+    s2 = xr.concat([swir, swir.isel(x=slice(None, None, -1)).assign_coords(x=swir.x)], "time")
+    plain = water_mask(mndwi(two, s2))
+    ref = refine_water_edges(plain, n2, s2).values
+    for chunks in ({"time": 1, "y": 40, "x": 55}, {"time": 2, "y": 17, "x": 150}, {"time": 1, "y": 150, "x": 7}):
+        with CountTasks() as c:
+            got = refine_water_edges(plain.chunk(chunks), n2.chunk(chunks), s2.chunk(chunks))
+        assert c.n == 0  # lazy
+        np.testing.assert_array_equal(got.values, ref)
+
+
+def test_shore_refinement_edge_cases():
+    from processors.water import refine_water_edges
+
+    green, nir, swir, _ = _lake_scene("numpy")
+    cloudy = water_mask(mndwi(green, swir)).where(False)
+    assert np.isnan(refine_water_edges(cloudy, nir, swir).values).all()  # all cloud: nothing to refine
+    dry = water_mask(mndwi(green, swir)) * 0  # no water: nothing changes
+    np.testing.assert_array_equal(refine_water_edges(dry, nir, swir).values, dry.values)
+    flat = nir * 0 + 0.1  # no contrast between water and land in either band: no pixel assigned
+    w = water_mask(mndwi(green, swir))
+    np.testing.assert_array_equal(refine_water_edges(w, flat, flat).values, w.values)
+    with pytest.raises(ValueError, match="pass pixel_size_m"):
+        refine_water_edges(w.drop_vars("x"), nir.drop_vars("x"), swir.drop_vars("x"))
