@@ -3,7 +3,7 @@ that was never interrupted. Nothing lost, nothing duplicated.
 
 Each trial starts from the same mid-season snapshot of the demo replay (the small archive, before
 its fire), runs the next nightly run in a child process (the nightly flow's own body, ``run_night(inline=True)``,
-mailing to a real aiosmtpd server), kills it with SIGKILL at a random moment, reruns it
+mailing to a real aiosmtpd server; forked from a zygote that imported everything once), kills it with SIGKILL at a random moment, reruns it
 to completion, and compares with the uninterrupted reference:
 
 - every cube (observations and annual layers) equal value for value;
@@ -24,8 +24,6 @@ import random
 import shutil
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from collections import Counter
 from email import message_from_bytes
@@ -37,6 +35,7 @@ import pytest
 import xarray as xr
 
 from demo.mailserver import MailCatcher
+from tests.hardening.night_driver import Forked, Zygote
 
 pytestmark = pytest.mark.slow
 
@@ -52,14 +51,21 @@ def _settings(replay, out: Path, port: int) -> dict:
     return json.loads(s.model_dump_json())
 
 
-def _start(replay, out: Path, port: int) -> subprocess.Popen:
-    cfg = json.dumps({"settings": _settings(replay, out, port), "nights": NIGHTS})
-    env = {**os.environ, "PREFECT_LOGGING_LEVEL": "ERROR"}
-    return subprocess.Popen([sys.executable, "-m", "tests.hardening.night_driver", cfg], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+@pytest.fixture(scope="module")
+def zygote(tmp_path_factory):
+    """Forks each run from one process that imported everything once (``night_driver --zygote``):
+    every run is still a process of its own, killed as a whole, but its start-up is milliseconds,
+    not the seconds of importing prefect, xarray, dask and GDAL again (half of each trial's time)."""
+    z = Zygote(REPO, tmp_path_factory.mktemp("zygote"), {**os.environ, "PREFECT_LOGGING_LEVEL": "ERROR"})
+    yield z
+    z.close()
 
 
-def _finish(proc: subprocess.Popen) -> None:
+def _start(zygote, replay, out: Path, port: int) -> Forked:
+    return zygote.start({"settings": _settings(replay, out, port), "nights": NIGHTS})
+
+
+def _finish(proc: Forked) -> None:
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err.decode()[-3000:]
 
@@ -151,13 +157,13 @@ def _assert_same(ref: dict, got: dict, trial: int, old: set[str]) -> None:
 
 
 @pytest.fixture(scope="module")
-def reference(replay, tmp_path_factory):
+def reference(zygote, replay, tmp_path_factory):
     """The nightly run once, uninterrupted, from the snapshot."""
     tmp = tmp_path_factory.mktemp("kill-ref")
     ref_out = _snapshot(replay, tmp / "ref")
     with MailCatcher(tmp / "ref-mail") as mc:
-        proc = _start(replay, ref_out, mc.port)
-        assert proc.stdout.readline().strip() == b"ready"
+        proc = _start(zygote, replay, ref_out, mc.port)
+        assert proc.wait_ready()
         t0 = time.perf_counter()
         _finish(proc)
         t_ref = time.perf_counter() - t0  # the run proper, after start-up
@@ -168,7 +174,7 @@ def reference(replay, tmp_path_factory):
 
 
 @pytest.mark.timeout(1800)
-def test_sigkill_at_random_points_then_rerun_equals_the_uninterrupted_run(replay, reference, tmp_path):
+def test_sigkill_at_random_points_then_rerun_equals_the_uninterrupted_run(zygote, replay, reference, tmp_path):
     rng = random.Random(20261121)
     ref, t_ref = reference
     landed: Counter = Counter()
@@ -177,8 +183,8 @@ def test_sigkill_at_random_points_then_rerun_equals_the_uninterrupted_run(replay
         out = _snapshot(replay, tmp_path / f"t{trial}")
         mail = tmp_path / f"t{trial}-mail"
         with MailCatcher(mail) as mc:
-            proc = _start(replay, out, mc.port)
-            proc.stdout.readline()  # "ready": past the imports, holding the run lock
+            proc = _start(zygote, replay, out, mc.port)
+            proc.wait_ready()  # "ready": holding the run lock
             # every other trial aims at the last 40% of the run (the digests and the outbox come last),
             # so the late phases are hit however the machine's load stretches the run's phases
             time.sleep(t_ref * (rng.uniform(0.0, 1.0) if trial % 2 == 0 else rng.uniform(0.6, 1.0)))
@@ -190,7 +196,7 @@ def test_sigkill_at_random_points_then_rerun_equals_the_uninterrupted_run(replay
                     landed[what] += 1
             else:
                 proc.communicate()
-            _finish(_start(replay, out, mc.port))  # the rerun
+            _finish(_start(zygote, replay, out, mc.port))  # the rerun
         _assert_same(ref, _outputs(out, mail), trial, _old_digests(replay))
         shutil.rmtree(out)
     print(f"\n{TRIALS} trials, {killed} killed mid-run; what the kills left behind: {dict(landed)}")
@@ -213,11 +219,11 @@ def test_the_snapshot_is_a_mid_season_state(replay):
         con.close()
 
 
-def test_two_runs_of_the_same_night_at_once_one_goes_through(replay, reference, tmp_path):
+def test_two_runs_of_the_same_night_at_once_one_goes_through(zygote, replay, reference, tmp_path):
     ref, _ = reference
     out = _snapshot(replay, tmp_path / "race")
     with MailCatcher(tmp_path / "race-mail") as mc:
-        a, b = _start(replay, out, mc.port), _start(replay, out, mc.port)
+        a, b = _start(zygote, replay, out, mc.port), _start(zygote, replay, out, mc.port)
         res = [(p, *p.communicate(timeout=600)) for p in (a, b)]
     ok = [r for r in res if r[0].returncode == 0]
     refused = [r for r in res if r[0].returncode != 0]
