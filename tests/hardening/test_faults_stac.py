@@ -19,7 +19,7 @@ from demo.mailserver import MailCatcher
 from sources.search import RetryPolicy, SearchError, search_items
 
 from ..loopback import serve_http
-from .test_kill import _assert_same, _old_digests, _finish, _outputs, _snapshot, _start, reference  # noqa: F401
+from .test_kill import _assert_same, _old_digests, _finish, _outputs, _snapshot, _start, reference, zygote  # noqa: F401
 
 FAULTS = ("503", "timeout", "slow", "truncated")
 
@@ -111,12 +111,12 @@ def test_a_dead_api_fails_clearly(stac_api, small_archive):
 
 
 @pytest.mark.slow
-def test_nights_through_the_chaos_proxy_equal_nights_without_it(replay, reference, tmp_path):  # noqa: F811
+def test_nights_through_the_chaos_proxy_equal_nights_without_it(zygote, replay, reference, tmp_path):  # noqa: F811
     ref, _ = reference
     cycle = ["503", "truncated", "slow"]
     out = _snapshot(replay, tmp_path / "chaos")
     with chaos_proxy(replay["api"], lambda n: cycle[(n // 2) % 3] if n % 2 == 1 else None) as (url, seen), \
             MailCatcher(tmp_path / "chaos-mail") as mc:
-        _finish(_start(dict(replay, api=url), out, mc.port))
+        _finish(_start(zygote, dict(replay, api=url), out, mc.port))
     assert all(seen[f] >= 1 for f in cycle) and sum(seen[f] for f in cycle) >= 5, seen
     _assert_same(ref, _outputs(out, tmp_path / "chaos-mail"), -2, _old_digests(replay))
