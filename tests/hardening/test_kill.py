@@ -35,7 +35,7 @@ import pytest
 import xarray as xr
 
 from demo.mailserver import MailCatcher
-from tests.hardening.night_driver import Forked, Zygote
+from tests.hardening.night_driver import Forked
 
 pytestmark = pytest.mark.slow
 
@@ -49,16 +49,6 @@ def _settings(replay, out: Path, port: int) -> dict:
 
     s = demo_settings(replay["archive"], out, replay["api"], port)
     return json.loads(s.model_dump_json())
-
-
-@pytest.fixture(scope="module")
-def zygote(tmp_path_factory):
-    """Forks each run from one process that imported everything once (``night_driver --zygote``):
-    every run is still a process of its own, killed as a whole, but its start-up is milliseconds,
-    not the seconds of importing prefect, xarray, dask and GDAL again (half of each trial's time)."""
-    z = Zygote(REPO, tmp_path_factory.mktemp("zygote"), {**os.environ, "PREFECT_LOGGING_LEVEL": "ERROR"})
-    yield z
-    z.close()
 
 
 def _start(zygote, replay, out: Path, port: int) -> Forked:
@@ -154,23 +144,6 @@ def _assert_same(ref: dict, got: dict, trial: int, old: set[str]) -> None:
     assert new and {f"<{d}@amurwatch>" for d in new} == set(got["message_ids"]), trial
     pd.testing.assert_frame_equal(ref["stats"].sort_values(["landscape_id", "time", "variable"]).reset_index(drop=True),
                                   got["stats"].sort_values(["landscape_id", "time", "variable"]).reset_index(drop=True))
-
-
-@pytest.fixture(scope="module")
-def reference(zygote, replay, tmp_path_factory):
-    """The nightly run once, uninterrupted, from the snapshot."""
-    tmp = tmp_path_factory.mktemp("kill-ref")
-    ref_out = _snapshot(replay, tmp / "ref")
-    with MailCatcher(tmp / "ref-mail") as mc:
-        proc = _start(zygote, replay, ref_out, mc.port)
-        assert proc.wait_ready()
-        t0 = time.perf_counter()
-        _finish(proc)
-        t_ref = time.perf_counter() - t0  # the run proper, after start-up
-    ref = _outputs(ref_out, tmp / "ref-mail")
-    assert len(ref["message_ids"]) >= 1 and len(ref["alerts"]) >= 1  # the nights do mail and alert
-    assert (ref["outbox"]["run_date"].astype(str) >= NIGHTS[0]).any()  # the nights add changes
-    return ref, t_ref
 
 
 @pytest.mark.timeout(1800)
