@@ -175,7 +175,8 @@ def refine_water_edges(water: xr.DataArray, nir: xr.DataArray, swir16: xr.DataAr
     and on the 20 m SWIR of Sentinel-2. Within ``edge_m`` of the mapped water, each land pixel gets
     a linear-mixture water fraction per band, ``(L - b) / (L - W)``, with ``W`` the mean of the pure
     water (mapped water off its own edge) and ``L`` the mean of the land beyond the ring, both in
-    the pixel's own neighbourhood (a box of ``edge_m`` + 3 pixels a side); the fractions of NIR (10 m
+    the pixel's own neighbourhood (a box reaching the ring's width + 3 pixels each way: 13 x 13 px
+    at 10 m); the fractions of NIR (10 m
     on Sentinel-2) and SWIR 1.6 are averaged, and a pixel at least half water is water. A band with
     less than ``min_contrast`` between ``L`` and ``W`` there is not used. Pixels far from mapped water
     never change, so a dark field or a burn scar cannot become a lake.
