@@ -137,9 +137,15 @@ def _refine_2d(w: np.ndarray, bands: list[np.ndarray], ring: int, radius: int, m
         return w
     land = ok & ~near  # beyond the ring: the land the edge pixels mix with
     pure = ndimage.binary_erosion(wat, np.ones((3, 3), bool), border_value=1)  # water off its own edge
-    fsum = np.zeros(w.shape, np.float64)
-    fn = np.zeros(w.shape, np.int8)
+    # the box sums are only read at the candidates: work on their bounding box and its margin
+    rows, cols = np.nonzero(cand.any(axis=1))[0], np.nonzero(cand.any(axis=0))[0]
+    win = (slice(max(0, rows[0] - radius), rows[-1] + radius + 1),
+           slice(max(0, cols[0] - radius), cols[-1] + radius + 1))
+    cand, land, pure = cand[win], land[win], pure[win]
+    fsum = np.zeros(cand.shape, np.float64)
+    fn = np.zeros(cand.shape, np.int8)
     for b in bands:
+        b = b[win]
         fin = np.isfinite(b)
         q = np.where(fin, np.round(b * 10000.0), 0).astype(np.int64)  # the DN's own precision: exact sums
         lw, ll = (pure & fin).astype(np.int64), (land & fin).astype(np.int64)
@@ -147,14 +153,11 @@ def _refine_2d(w: np.ndarray, bands: list[np.ndarray], ring: int, radius: int, m
         use = cand & fin & (nw > 0) & (nl > 0)
         mw = _box_sum(q * lw, radius)[use] / nw[use]
         ml = _box_sum(q * ll, radius)[use] / nl[use]
-        f = np.full(int(use.sum()), np.nan)
         good = ml - mw >= min_contrast * 10000.0
-        f[good] = (ml[good] - q[use][good]) / (ml[good] - mw[good])
-        fsum[use] += np.where(good, f, 0.0)
+        fsum[use] += np.where(good, (ml - q[use]) / np.where(good, ml - mw, 1.0), 0.0)
         fn[use] += good
     out = w.copy()
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out[cand & (fn > 0) & (fsum / np.maximum(fn, 1) >= 0.5)] = 1
+    out[win][cand & (fn > 0) & (fsum >= 0.5 * fn)] = 1  # the mean fraction of the usable bands >= 0.5
     return out
 
 
@@ -199,8 +202,7 @@ def refine_water_edges(water: xr.DataArray, nir: xr.DataArray, swir16: xr.DataAr
         pixel_size_m = float(abs(water["x"].values[1] - water["x"].values[0]))
     if not pixel_size_m > 0:
         raise ValueError(f"refine_water_edges: pixel_size_m={pixel_size_m!r}; it must be a positive size in metres")
-    res = pixel_size_m
-    ring = max(1, int(np.ceil(edge_m / res - 1e-6)))
+    ring = max(1, int(np.ceil(edge_m / pixel_size_m - 1e-6)))
     radius = ring + 3
     lead = [d for d in water.dims if d not in ("y", "x")]
     w = water.transpose(*lead, "y", "x")

@@ -2,9 +2,10 @@
 that was never interrupted. Nothing lost, nothing duplicated.
 
 Each trial starts from the same mid-season snapshot of the demo replay (the small archive, before
-its fire), runs the next nightly run in a child process (the nightly flow's own body, ``run_night(inline=True)``,
-mailing to a real aiosmtpd server; forked from a zygote that imported everything once), kills it with SIGKILL at a random moment, reruns it
-to completion, and compares with the uninterrupted reference:
+its fire), runs the next nightly run in a child process (the nightly flow's own body,
+``run_night(inline=True)``, mailing to a real aiosmtpd server; forked from a zygote that imported
+everything once, see ``conftest.py``), kills it with SIGKILL at a random moment, reruns it to
+completion, and compares with the uninterrupted reference:
 
 - every cube (observations and annual layers) equal value for value;
 - the alert and observation rows equal; ``stats.parquet`` equal;
