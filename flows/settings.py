@@ -84,6 +84,10 @@ class ThresholdSettings(BaseModel):
     within_days: int = Field(60, ge=1)
     forest_mmu_ha: float = Field(0.5, gt=0)
     burn_mmu_ha: float = Field(1.0, gt=0)
+    #: a burn scar keeps the pixels first detected from this many days before its core's median date ...
+    fire_days_before: int = Field(30, ge=0)
+    #: ... to this many days after it
+    fire_days_after: int = Field(60, ge=0)
     wetland_loss_fraction: float = Field(0.25, gt=0, lt=1)
     wetland_months: list[int] = Field(default_factory=lambda: [7, 8, 9])
     wetland_mmu_ha: float = Field(0.5, gt=0)

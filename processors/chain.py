@@ -24,7 +24,7 @@ from .indices import mndwi, nbr, ndvi
 from .vectorize import Patches, _numpy, vectorize_alerts
 from .water import EDGE_M
 
-__all__ = ["ChainThresholds", "observation_layers", "forest_burn_layers", "forest_burn_alerts", "forest_burn_masks", "wetland_layers", "wetland_alerts",
+__all__ = ["ChainThresholds", "observation_layers", "forest_burn_layers", "forest_burn_alerts", "forest_burn_masks", "one_fire_per_patch", "wetland_layers", "wetland_alerts",
            "grassland_layers", "grassland_alerts"]
 
 
@@ -46,6 +46,14 @@ class ChainThresholds:
     burn_mmu_ha: float = 1.0
     burn_core_ha: float = 0.25  #: a fire has a core of at least moderate severity (dNBR >= 0.27)
     burn_post_fine_days: float = 3.0  #: a 10-20 m look this soon after a 30 m detection gives the post-fire NBR
+    #: a burn patch keeps the pixels first detected from this many days before its core's median date ...
+    fire_days_before: int = 30
+    fire_days_after: int = 60  #: ... to this many days after it (a fire burns for days, not seasons)
+
+
+#: attributes of the ``forest_fine_normal`` layer
+FINE_NORMAL_ATTRS = {"long_name": "confirmed loss whose every clear 10-20 m look since its detection is normal",
+                     "units": "1"}
 
 
 def observation_layers(ds: xr.Dataset, *, monitor_start: str, thresholds: ChainThresholds = ChainThresholds()
@@ -105,6 +113,7 @@ def forest_burn_layers(ds: xr.Dataset, *, monitor_start: str, mask_years: list[i
     Returns
     -------
     Dataset over (y, x): ``forest``, ``forest_status``, ``forest_first``, ``forest_weak``,
+    ``forest_fine_normal`` (confirmed, but every clear 10-20 m look since the detection was normal),
     ``burn_status``, ``burn_first``, ``dnbr``, ``severity``.
     """
     th = thresholds
@@ -128,16 +137,24 @@ def forest_burn_layers(ds: xr.Dataset, *, monitor_start: str, mask_years: list[i
                          within_days=th.within_days)
     w = th.weak_fraction
     weak_count = obs["weak"].where(forest & ~burned, False).sum("time")
+    # the 10-20 m looks since the detection: a confirmed pixel whose every one is normal was flagged by
+    # the 30 m Landsat looks smearing a clearing's edge over it (see forest_burn_masks)
+    since = (obs["loss"]["time"] >= status["first_detected"]) & obs["fine"]
+    fine_seen = (since & obs["loss"].notnull()).sum("time")
+    fine_hits = (since & (obs["loss"] == 1)).sum("time")
+    fine_normal = (status["status"] == CONFIRMED) & forest & ~burned & (fine_seen >= 1) & (fine_hits == 0)
 
     out = xr.Dataset({
         "forest": forest.astype(bool),
         "forest_status": status["status"], "forest_first": status["first_detected"],
         "forest_weak": (weak_count >= th.confirm),
+        "forest_fine_normal": fine_normal,
         "burn_status": burn["status"], "burn_first": burn["first_detected"],
         "dnbr": sev["dnbr"].where(burned), "severity": sev["severity"].where(burned, -1).astype(np.int8),
     })
     out["forest_weak"].attrs = {"long_name": f"at least {th.confirm} observations past {w:.0%} of the loss thresholds",
                                 "units": "1"}
+    out["forest_fine_normal"].attrs = FINE_NORMAL_ATTRS
     return out
 
 
@@ -153,15 +170,55 @@ def forest_burn_masks(layers: xr.Dataset) -> dict[str, np.ndarray]:
     Pixel by pixel, so any band of rows of the layers gives the same band of the masks (a big
     landscape's are built a band at a time): ``confirmed_loss``, ``weak_loss`` (where a confirmed
     patch may grow), ``probable_loss``, ``burned`` and ``burn_core`` (burned, moderate or worse).
+
+    A confirmed pixel whose clear 10-20 m looks since its detection exist and were all normal
+    (``forest_fine_normal``) is not ``confirmed_loss``: a 30 m Landsat pixel mostly cleared reads as
+    clearing over the 10 m pixels of forest it also covers. Layers without that variable (built by
+    hand, or by an older version) skip the check.
     """
     fs, bs = _numpy(layers["forest_status"], "forest_status"), _numpy(layers["burn_status"], "burn_status")
     forest = np.asarray(_numpy(layers["forest"], "forest"), dtype=bool)
     burned = bs == CONFIRMED
-    return {"confirmed_loss": fs == CONFIRMED,
+    confirmed = fs == CONFIRMED
+    if "forest_fine_normal" in layers:  # a confirmed pixel that the 10 m looks since saw normal: Landsat's smear
+        confirmed &= ~np.asarray(_numpy(layers["forest_fine_normal"], "forest_fine_normal"), dtype=bool)
+    return {"confirmed_loss": confirmed,
             "weak_loss": _numpy(layers["forest_weak"], "forest_weak") & forest & ~burned,
             "probable_loss": (fs == PROBABLE) & forest & (bs == 0),
             "burned": burned,
             "burn_core": (_numpy(layers["severity"], "severity") >= 2) & burned}
+
+
+def one_fire_per_patch(burned: np.ndarray, core: np.ndarray, first: np.ndarray, *, days_before: float = 30,
+                       days_after: float = 60) -> np.ndarray:
+    """``burned`` without the pixels whose first detection does not date from their patch's fire.
+
+    A fire burns for days; its pixels are first detected at their first clear look after it, so
+    within weeks of each other. An anomaly months away (the larch turning early in autumn, a late
+    green-up) that is fire-like and touches the scar would otherwise join its polygon, enlarge it and
+    move its date. Per connected patch of ``burned`` with a ``core`` (moderate severity or worse),
+    the fire's date is the median first detection of the core; pixels first detected more than
+    ``days_before`` before it or ``days_after`` after it are dropped. Patches without a core are
+    left as they are (the core rule drops them).
+
+    Parameters
+    ----------
+    burned, core : 2-D bool arrays (NumPy or memory maps)
+    first : 2-D datetime64 array, the first detection of each pixel (NaT where none).
+    """
+    pat = Patches(burned, count={"core": core})
+    out = np.array(burned, dtype=bool, copy=True)
+    lo, hi = np.timedelta64(int(days_before * 86400), "s"), np.timedelta64(int(days_after * 86400), "s")
+    for i in np.flatnonzero(pat.counts["core"] > 0):
+        px, win = pat.pixels(i)
+        f = np.asarray(first[win]).astype("datetime64[s]")
+        dated = px & ~np.isnat(f)
+        c = dated & np.asarray(core[win], dtype=bool)
+        if not c.any():
+            continue
+        d0 = np.datetime64(int(np.median(f[c].astype(np.int64))), "s")
+        out[win] &= ~(dated & ((f < d0 - lo) | (f > d0 + hi)))
+    return out
 
 
 def forest_burn_alerts(layers: xr.Dataset, *, landscape_id: str,
@@ -180,9 +237,10 @@ def forest_burn_alerts(layers: xr.Dataset, *, landscape_id: str,
     fa = vectorize_alerts(fm, kind="forest_loss", landscape_id=landscape_id, min_area_ha=th.forest_mmu_ha,
                           first_detected=layers["forest_first"], status="confirmed")
     del f_mask, fm
-    burned = m["burned"]
+    burned = one_fire_per_patch(m["burned"], m["burn_core"], _numpy(layers["burn_first"], "burn_first"),
+                                days_before=th.fire_days_before, days_after=th.fire_days_after)
     # keep burn patches with a core of at least moderate severity: scattered low-severity noise has none
-    pat = Patches(burned, count={"core": m["burn_core"]})
+    pat = Patches(burned, count={"core": m["burn_core"] & burned})
     if pat.n:
         tr = layers["burn_status"].rio.transform()
         burned = pat.select(pat.counts["core"] * abs(tr.a * tr.e) / 1e4 >= th.burn_core_ha)

@@ -8,7 +8,8 @@ season has run. The season-long chain needs, per pixel, only
 - the two state machines of :func:`processors.forest.status_step` (burn scar and forest loss);
 - the last clear broad-NIR NBR of the season, and the pre- and post-fire NBR at the current
   burn detection (severity);
-- the count of weak-evidence observations (the hysteresis of confirmed clearings).
+- the count of weak-evidence observations (the hysteresis of confirmed clearings);
+- the clear 10-20 m looks since the current loss detection, and the anomalous ones among them.
 
 Each new observation needs its same-season anomaly, which reads the baseline years only. So
 :func:`processors.chain.observation_layers` computes the stateless per-observation layers (lazy, xarray),
@@ -28,7 +29,7 @@ import numpy as np
 import xarray as xr
 
 from .burn import severity_classes
-from .chain import ChainThresholds, observation_layers
+from .chain import FINE_NORMAL_ATTRS, ChainThresholds, observation_layers
 from .forest import CONFIRMED, seconds_to_time, status_step, time_axes
 from .indices import nbr
 
@@ -40,7 +41,7 @@ STATE_DTYPES: dict[str, str] = {
     "burn_status": "int8", "burn_first": "float64", "burn_cand": "float64", "burn_seen": "int16",
     "burn_hits": "int16", "burn_pre": "float32", "burn_post": "float32", "burn_post_fine": "int8",
     "forest_status": "int8", "forest_first": "float64", "forest_cand": "float64", "forest_seen": "int16",
-    "forest_hits": "int16", "weak_count": "int16",
+    "forest_hits": "int16", "weak_count": "int16", "forest_fine_seen": "int16", "forest_fine_hits": "int16",
 }
 
 
@@ -115,7 +116,11 @@ def advance(state: ForestBurnState, obs: xr.Dataset, thresholds: ChainThresholds
         a["burn_post"] = np.where(new | upgrade, nbb[k], a["burn_post"]).astype(np.float32)
         a["burn_post_fine"] = np.where(new, fine[k] & seen, a["burn_post_fine"] | upgrade).astype(np.int8)
         a["prev_nbr_broad"] = np.where(np.isfinite(nbb[k]), nbb[k], a["prev_nbr_broad"]).astype(np.float32)
-        status_step(forest, loss[k], np.ones_like(loss[k]), days[k], secs[k], **kw)
+        new_f = status_step(forest, loss[k], np.ones_like(loss[k]), days[k], secs[k], **kw)
+        # the 10-20 m looks since the current loss detection, and the anomalous ones among them
+        f_seen = fine[k] & np.isfinite(loss[k])
+        a["forest_fine_seen"] = (np.where(new_f, 0, a["forest_fine_seen"]) + f_seen).astype(np.int16)
+        a["forest_fine_hits"] = (np.where(new_f, 0, a["forest_fine_hits"]) + (f_seen & (loss[k] > 0.5))).astype(np.int16)
         a["weak_count"] = (a["weak_count"] + weak[k]).astype(np.int16)
     state.store_machine("burn", burn)
     state.store_machine("forest", forest)
@@ -144,6 +149,7 @@ def state_layers(state: ForestBurnState, forest: xr.DataArray, thresholds: Chain
     d = np.where(np.isfinite(a["burn_first"]), d, np.nan).astype(np.float32)
     sev = severity_classes(like.copy(data=d)).values
     w = th.weak_fraction
+    fine_normal = keep & (a["forest_status"] == CONFIRMED) & (a["forest_fine_seen"] >= 1) & (a["forest_fine_hits"] == 0)
     return xr.Dataset({
         "forest": like,
         "forest_status": lay(f_status, long_name="forest disturbance status",
@@ -152,6 +158,7 @@ def state_layers(state: ForestBurnState, forest: xr.DataArray, thresholds: Chain
         "forest_weak": lay((np.where(keep, a["weak_count"], 0) >= th.confirm),
                            long_name=f"at least {th.confirm} observations past {w:.0%} of the loss thresholds",
                            units="1"),
+        "forest_fine_normal": lay(fine_normal, **FINE_NORMAL_ATTRS),
         "burn_status": lay(a["burn_status"].astype(np.int8), long_name="forest disturbance status", units="1"),
         "burn_first": lay(seconds_to_time(a["burn_first"]),
                           long_name="first anomalous clear observation of the current event"),

@@ -3,7 +3,8 @@
 
 The demo forest landscape (small archive) has clearings, a fire with a severity gradient, clouds
 and both missions, so every branch of the state machines is exercised: probable, confirmed,
-withdrawn, the fire trigger, severity at detection and the weak-evidence count.
+withdrawn, the fire trigger, severity at detection, the weak-evidence count and the 10 m looks
+since a loss detection.
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ def test_nightly_state_equals_the_season_long_chain(season, seed):
     assert (batch["burn_status"].values == CONFIRMED).sum() > 500
     assert (batch["burn_status"].values == WITHDRAWN).sum() + (batch["forest_status"].values == WITHDRAWN).sum() > 0
     assert np.isfinite(batch["dnbr"].values).sum() > 500
+    assert batch["forest_fine_normal"].values.sum() > 10  # confirmed pixels the 10 m looks since saw normal
 
 
 def test_a_state_refuses_an_observation_it_has_passed(season):

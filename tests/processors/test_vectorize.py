@@ -154,3 +154,48 @@ def test_alerts_do_not_depend_on_the_band_height(monkeypatch):
     assert set(whole["kind"]) == {"forest_loss", "burn_scar"}
     assert list(whole["alert_id"]) == list(banded["alert_id"]) and list(whole["area_ha"]) == list(banded["area_ha"])
     assert whole["area_ha"].max() > 15 * 15 * 0.01  # the hysteresis grew the confirmed core into the weak pixels
+
+
+def _fire_layers(fringe_day: str, early_day: str = "2024-05-10"):
+    """A 20 x 20 px fire detected on 2024-06-24 (moderate-high core 10 x 10), an 8-column low-severity
+    fringe along its east side first detected on ``fringe_day``, and a 2 x 20 px strip on its north
+    side first detected on ``early_day``."""
+    from processors.forest import CONFIRMED
+
+    m, d = _mask([(20, 40, 10, 30), (20, 40, 30, 38), (18, 20, 10, 30)], ["2024-06-24", fringe_day, early_day])
+    like = m.astype(np.int8) * 0
+    bs = np.where(m.values, CONFIRMED, 0).astype(np.int8)
+    sev = np.where(m.values, 1, -1).astype(np.int8)
+    sev[25:35, 15:25] = 3
+    return xr.Dataset({"forest": like.copy(data=np.ones(m.shape, bool)), "forest_status": like.copy(data=np.zeros(m.shape, np.int8)),
+                       "forest_weak": like.copy(data=np.zeros(m.shape, bool)), "burn_status": like.copy(data=bs),
+                       "forest_first": d, "burn_first": d, "severity": like.copy(data=sev)})
+
+
+def test_a_burn_scar_keeps_only_the_pixels_of_its_fire():
+    """A fire-like change months after the fire (autumn senescence on sm2's archive) that touches the
+    scar neither enlarges its polygon nor moves its date; a fringe detected within the fire's weeks
+    stays. A patch without a moderate core is left alone (the core rule judges it)."""
+    from processors.chain import ChainThresholds, forest_burn_alerts, one_fire_per_patch
+
+    late = _fire_layers("2024-10-19")
+    b = forest_burn_alerts(late, landscape_id="x").query("kind == 'burn_scar'")
+    assert len(b) == 1 and b.area_ha.iloc[0] == pytest.approx(4.0)  # the 20 x 20 px fire alone
+    assert b.first_detected.iloc[0] == pd.Timestamp("2024-06-24").date()
+    # the same scene with the date rule off: the fringe and the May strip join (what it prevents)
+    wide = ChainThresholds(fire_days_before=365, fire_days_after=365)
+    b = forest_burn_alerts(late, landscape_id="x", thresholds=wide).query("kind == 'burn_scar'")
+    assert b.area_ha.iloc[0] == pytest.approx(4.0 + 1.6 + 0.4)
+    assert b.first_detected.iloc[0] == pd.Timestamp("2024-05-10").date()
+    # pixels seen weeks later (the first clear look after a cloudy spell) and an early strip within 30 d stay
+    soon = _fire_layers("2024-08-10", early_day="2024-06-01")
+    b = forest_burn_alerts(soon, landscape_id="x").query("kind == 'burn_scar'")
+    assert b.area_ha.iloc[0] == pytest.approx(6.0) and b.first_detected.iloc[0] == pd.Timestamp("2024-06-01").date()
+
+    burned = late["burn_status"].values == 2
+    first = late["burn_first"].values
+    no_core = one_fire_per_patch(burned, np.zeros_like(burned), first)
+    np.testing.assert_array_equal(no_core, burned)
+    core = late["severity"].values >= 2
+    kept = one_fire_per_patch(burned, core, first)
+    assert kept.sum() == 400 and not kept[20:40, 30:38].any() and not kept[18:20].any()

@@ -1,0 +1,93 @@
+"""A clearing's extent is judged by the 10-20 m looks: 30 m Landsat looks that smear its edge over
+the forest around it may detect and date it, but not widen it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import rioxarray  # noqa: F401
+import xarray as xr
+
+from processors.chain import forest_burn_alerts, forest_burn_layers
+
+BANDS = ("blue", "green", "red", "nir", "nir08", "swir16", "swir22")
+FOREST = np.array([0.020, 0.045, 0.022, 0.330, 0.345, 0.160, 0.070], np.float32)
+CLEARED = np.array([0.065, 0.085, 0.100, 0.220, 0.230, 0.300, 0.210], np.float32)
+CLEARING_DAY = pd.Timestamp("2026-07-01")
+
+
+def _at_30m(frac: np.ndarray) -> np.ndarray:
+    """A 10 m field seen by 30 m pixels (edges at rows and columns 2 mod 3), resampled back with
+    nearest neighbour: a pixel takes the mean of the 30 m pixel it lies in."""
+    out = np.empty_like(frac)
+    for r0 in range(-1, frac.shape[0], 3):
+        for c0 in range(-1, frac.shape[1], 3):
+            win = slice(max(r0, 0), r0 + 3), slice(max(c0, 0), c0 + 3)
+            out[win] = frac[win].mean()
+    return out
+
+
+def _scene(shape=(40, 40)):
+    """Forest with a 10 x 10 px (1 ha) clearing from 1 July 2026; three baseline summers and the
+    monitoring summer, one look every 4 days, every third one by Landsat, and the two looks after
+    the clearing too (they detect and confirm it). Landsat's 30 m pixels straddle the clearing's
+    edge: those two-thirds cleared read as clearing 10 m beyond it."""
+    rng = np.random.default_rng(3)
+    times = pd.DatetimeIndex([d for y in (2023, 2024, 2025, 2026) for d in pd.date_range(f"{y}-06-01", f"{y}-08-31", freq="4D")])
+    landsat = (np.arange(len(times)) % 3 == 1) | ((times >= CLEARING_DAY) & (times < CLEARING_DAY + pd.Timedelta(days=8)))
+    platform = np.where(landsat, "landsat-8", "sentinel-2a")
+    cut = np.zeros(shape, bool)
+    cut[15:25, 15:25] = True
+    data = np.empty((len(BANDS), len(times)) + shape, np.float32)
+    for k, t in enumerate(times):
+        frac = cut.astype(np.float32) if t >= CLEARING_DAY else np.zeros(shape, np.float32)
+        if platform[k].startswith("landsat"):
+            frac = _at_30m(frac)
+        data[:, k] = (FOREST[:, None, None] * (1 - frac) + CLEARED[:, None, None] * frac
+                      + rng.normal(0, 0.003, (len(BANDS),) + shape))
+    x = 450000 + (np.arange(shape[1]) + 0.5) * 10
+    y = 5680000 - (np.arange(shape[0]) + 0.5) * 10
+    ds = xr.Dataset({b: (("time", "y", "x"), data[i]) for i, b in enumerate(BANDS)},
+                    coords={"time": times, "y": y, "x": x, "platform": ("time", platform)}).rio.write_crs(32651)
+    return ds, cut
+
+
+def _layers(ds):
+    return forest_burn_layers(ds, monitor_start="2026-06-01", mask_years=[2023, 2024, 2025], start_doy=152, end_doy=243)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "dask"])
+def test_landsat_smear_does_not_widen_a_clearing(backend):
+    ds, cut = _scene()
+    if backend == "dask":
+        # (the loader's provenance coordinates are NumPy arrays; chunk the bands only)
+        ds = ds.chunk({"time": 7, "y": 16, "x": 16}).assign_coords(platform=("time", ds["platform"].values))
+    lay = _layers(ds).compute()
+    confirmed = lay["forest_status"].values == 2
+    fine_normal = lay["forest_fine_normal"].values
+    # the smear confirms a ring around the clearing on the Landsat looks alone ...
+    assert (confirmed & ~cut).sum() >= 20
+    # ... which the Sentinel-2 looks since saw normal: exactly the ring, never the clearing
+    assert fine_normal.any() and not (fine_normal & cut).any()
+    assert np.array_equal(fine_normal, confirmed & ~cut)
+    a = forest_burn_alerts(lay, landscape_id="x").query("kind == 'forest_loss'")
+    assert len(a) == 1 and a.area_ha.iloc[0] == pytest.approx(1.0)
+    # detection and date stay with every look: the first look after the clearing, whichever mission
+    first_look = ds["time"].values[ds["time"].values >= np.datetime64(CLEARING_DAY)][0]
+    assert a.first_detected.iloc[0] == pd.Timestamp(first_look).date()
+    # without the check (layers of an older version), the ring makes the alert a fifth larger or more
+    wide = forest_burn_alerts(lay.drop_vars("forest_fine_normal"), landscape_id="x").query("kind == 'forest_loss'")
+    assert wide.area_ha.iloc[0] >= 1.2
+
+
+def test_a_clearing_seen_only_by_landsat_keeps_its_extent():
+    """Without a clear 10-20 m look since the detection there is nothing to judge the edge by: the
+    Landsat extent stands (and so does a clearing in a Landsat-only archive)."""
+    ds, cut = _scene()
+    after = ds["time"] >= np.datetime64(CLEARING_DAY)
+    s2 = ds["platform"].str.startswith("sentinel")
+    ds = ds.isel(time=np.nonzero((~(after & s2)).values)[0])
+    lay = _layers(ds).compute()
+    assert not lay["forest_fine_normal"].values.any()
+    assert ((lay["forest_status"].values == 2) & ~cut).sum() >= 20
