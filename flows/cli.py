@@ -473,6 +473,9 @@ def main() -> None:
     # a clean terminal: progress bars and tables, warnings and errors only from the libraries
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # offline: no telemetry
+    # the ephemeral Prefect server gets 20 s to start by default: too few on a loaded 2-core machine
+    # (seen in the test suite: "Timed out while attempting to connect to ephemeral Prefect API server")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
     logging.getLogger("distributed").setLevel(logging.WARNING)
     try:
