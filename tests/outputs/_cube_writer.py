@@ -2,8 +2,16 @@
 
 Run as ``python tests/outputs/_cube_writer.py STORE``; prints ``ready`` once imported, so the
 test can time its SIGKILL against the writes themselves.
+
+``python tests/outputs/_cube_writer.py --zygote`` imports once, then forks one writer per STORE
+line read from stdin: it prints ``pid N`` for each (the writer prints ``ready`` and ``done``), waits
+for the next line (the test has killed the writer, or let it finish), reaps the writer and prints
+``exit N STATUS``; until then the pid cannot be reused, so a kill never hits another process. The test kills the writer, not the zygote; trials
+no longer pay for importing zarr, xarray and dask each time. The zygote runs no threads (nothing
+computed before a fork), so no child inherits a held lock.
 """
 
+import os
 import sys
 from pathlib import Path
 
@@ -24,10 +32,33 @@ def batch(times):
     return make_slices(times, shape=SHAPE, seed=3)
 
 
-if __name__ == "__main__":
-    store = CubeStore(sys.argv[1])
+def write(url: str) -> None:
+    store = CubeStore(url)
     b, c = batch(BATCH_B), batch(BATCH_C)
     print("ready", flush=True)
     store.write(b)
     store.write(c)
     print("done", flush=True)
+
+
+def zygote() -> None:
+    print("zygote", flush=True)
+    for line in sys.stdin:
+        url = line.strip()
+        if not url:
+            continue
+        sys.stdout.flush()
+        pid = os.fork()
+        if pid == 0:  # the writer
+            try:
+                write(url)
+            finally:
+                os._exit(0)
+        print(f"pid {pid}", flush=True)
+        sys.stdin.readline()  # reaped only when the test says so: until then its pid stays its own (a zombie)
+        _, status = os.waitpid(pid, 0)
+        print(f"exit {pid} {status}", flush=True)
+
+
+if __name__ == "__main__":
+    zygote() if sys.argv[1] == "--zygote" else write(sys.argv[1])

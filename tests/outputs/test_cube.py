@@ -178,15 +178,24 @@ def test_kill_9_during_writes_then_rerun_equals_an_uninterrupted_run(tmp_path):
 
     rng = random.Random(42)
     states = []
+    # each writer is forked from a zygote that imported everything once (see _cube_writer.py)
+    zyg = subprocess.Popen([sys.executable, str(HERE / "_cube_writer.py"), "--zygote"], stdin=subprocess.PIPE,
+                           stdout=subprocess.PIPE, text=True, cwd=HERE.parents[1])
+    assert zyg.stdout.readline().strip() == "zygote"
     for trial in range(12):
         url = tmp_path / f"k{trial}.zarr"
         CubeStore(url).write(batch(BATCH_A))
-        p = subprocess.Popen([sys.executable, str(HERE / "_cube_writer.py"), str(url)], stdout=subprocess.PIPE,
-                             text=True, cwd=HERE.parents[1])
-        assert p.stdout.readline().strip() == "ready"
+        zyg.stdin.write(f"{url}\n")
+        zyg.stdin.flush()
+        lines = {zyg.stdout.readline().strip() for _ in range(2)}  # "pid N" and the writer's "ready"
+        assert "ready" in lines, lines
+        pid = int(next(x for x in lines if x.startswith("pid ")).split()[1])
         time.sleep(rng.uniform(0.0, 1.3 * write_s))
-        os.kill(p.pid, signal.SIGKILL)
-        p.wait()
+        os.kill(pid, signal.SIGKILL)  # a writer that finished is a zombie until reaped: the kill is a no-op
+        zyg.stdin.write("reap\n")
+        zyg.stdin.flush()
+        while not (line := zyg.stdout.readline()).startswith(f"exit {pid} "):  # reaped by the zygote
+            assert line, "the zygote died"
         state = _state(url)
         states.append(state)
         # whatever the kill left, the committed view opens and is one of the valid states
@@ -199,6 +208,8 @@ def test_kill_9_during_writes_then_rerun_equals_an_uninterrupted_run(tmp_path):
         store.write(batch(BATCH_C))
         assert _equal(open_cube(url).load(), want), f"trial {trial} ({state})"
         assert _state(url) == "clean"
+    zyg.stdin.close()
+    assert zyg.wait(timeout=30) == 0
     dirty = [s for s in states if s != "clean"]
     print("kill states:", states)
     assert len(dirty) >= 3, f"too few kills landed in the middle of a write to prove anything: {states}"
