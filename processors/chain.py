@@ -142,7 +142,8 @@ def forest_burn_layers(ds: xr.Dataset, *, monitor_start: str, mask_years: list[i
     since = (obs["loss"]["time"] >= status["first_detected"]) & obs["fine"]
     fine_seen = (since & obs["loss"].notnull()).sum("time")
     fine_hits = (since & (obs["loss"] == 1)).sum("time")
-    fine_normal = (status["status"] == CONFIRMED) & forest & ~burned & (fine_seen >= 1) & (fine_hits == 0)
+    # (the status already holds forest pixels that did not burn: its input was masked to them)
+    fine_normal = (status["status"] == CONFIRMED) & (fine_seen >= 1) & (fine_hits == 0)
 
     out = xr.Dataset({
         "forest": forest.astype(bool),

@@ -26,16 +26,20 @@ def zygote(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def reference(zygote, replay, tmp_path_factory):
-    """The nightly run once, uninterrupted, from the snapshot."""
+    """The nightly run once, uninterrupted, from the snapshot; with how long it took (seconds after
+    ``ready``: ``run``, the whole of it; ``publish``, its last phase)."""
     tmp = tmp_path_factory.mktemp("kill-ref")
     ref_out = _snapshot(replay, tmp / "ref")
     with MailCatcher(tmp / "ref-mail") as mc:
         proc = _start(zygote, replay, ref_out, mc.port)
         assert proc.wait_ready()
         t0 = time.perf_counter()
+        assert proc.wait_line("publish")  # the last phase: exports, report, digests
+        t1 = time.perf_counter()
         _finish(proc)
-        t_ref = time.perf_counter() - t0  # the run proper, after start-up
+        t2 = time.perf_counter()
+    timing = {"run": t2 - t0, "publish": t2 - t1}  # the run proper (after start-up), and its last phase
     ref = _outputs(ref_out, tmp / "ref-mail")
     assert len(ref["message_ids"]) >= 1 and len(ref["alerts"]) >= 1  # the nights do mail and alert
     assert (ref["outbox"]["run_date"].astype(str) >= NIGHTS[0]).any()  # the nights add changes
-    return ref, t_ref
+    return ref, timing

@@ -19,7 +19,7 @@ from demo.mailserver import MailCatcher
 from sources.search import RetryPolicy, SearchError, search_items
 
 from ..loopback import serve_http
-from .test_kill import _assert_same, _old_digests, _finish, _outputs, _snapshot, _start  # noqa: F401
+from .test_kill import _assert_same, _old_digests, _finish, _outputs, _snapshot, _start
 
 FAULTS = ("503", "timeout", "slow", "truncated")
 

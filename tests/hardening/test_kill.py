@@ -41,7 +41,7 @@ from tests.hardening.night_driver import Forked
 pytestmark = pytest.mark.slow
 
 NIGHTS = ["2026-06-24"]  #: one nightly run: two weeks of scenes since the snapshot, the fire among them
-TRIALS = 20
+TRIALS = 14  #: half anywhere in the run, half in its last phase (the mail)
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -150,7 +150,7 @@ def _assert_same(ref: dict, got: dict, trial: int, old: set[str]) -> None:
 @pytest.mark.timeout(1800)
 def test_sigkill_at_random_points_then_rerun_equals_the_uninterrupted_run(zygote, replay, reference, tmp_path):
     rng = random.Random(20261121)
-    ref, t_ref = reference
+    ref, timing = reference
     landed: Counter = Counter()
     killed = 0
     for trial in range(TRIALS):
@@ -159,9 +159,12 @@ def test_sigkill_at_random_points_then_rerun_equals_the_uninterrupted_run(zygote
         with MailCatcher(mail) as mc:
             proc = _start(zygote, replay, out, mc.port)
             proc.wait_ready()  # "ready": holding the run lock
-            # every other trial aims at the last 40% of the run (the digests and the outbox come last),
-            # so the late phases are hit however the machine's load stretches the run's phases
-            time.sleep(t_ref * (rng.uniform(0.0, 1.0) if trial % 2 == 0 else rng.uniform(0.6, 1.0)))
+            if trial % 2 == 0:  # anywhere in the run
+                time.sleep(timing["run"] * rng.uniform(0.0, 0.95))
+            else:  # in its last phase (exports, report, digests, the outbox), timed from when it starts,
+                # so these kills reach the mail however the machine's load stretches the earlier phases
+                proc.wait_line("publish")
+                time.sleep(timing["publish"] * rng.uniform(0.0, 0.8))
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
@@ -174,11 +177,11 @@ def test_sigkill_at_random_points_then_rerun_equals_the_uninterrupted_run(zygote
         _assert_same(ref, _outputs(out, mail), trial, _old_digests(replay))
         shutil.rmtree(out)
     print(f"\n{TRIALS} trials, {killed} killed mid-run; what the kills left behind: {dict(landed)}")
-    assert killed >= TRIALS * 0.75
-    # the kills reached the writes, not only the start-up. Where they land depends on the machine's
-    # load (the cube phase is short); kills inside cube writes are also aimed at directly by
+    assert killed >= TRIALS * 0.7  # a run faster than the reference may finish before its kill
+    # the kills reached the writes, not only the start-up: half of them are timed inside the last
+    # phase, where the outbox waits to be mailed. Kills inside cube writes are aimed at directly by
     # tests/outputs/test_cube.py (12 trials during writes)
-    assert landed.get("outbox pending", 0) + landed.get("digest sending", 0) >= 3, landed  # half the kills aim there
+    assert landed.get("outbox pending", 0) + landed.get("digest sending", 0) >= 3, landed
 
 
 def test_the_snapshot_is_a_mid_season_state(replay):

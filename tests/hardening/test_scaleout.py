@@ -17,7 +17,7 @@ import pytest
 from demo.mailserver import MailCatcher
 
 from ..outputs.conftest import free_port
-from .test_kill import NIGHTS, _assert_same, _old_digests, _outputs  # noqa: F401
+from .test_kill import NIGHTS, _assert_same, _old_digests, _outputs
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent

@@ -6,9 +6,9 @@ test can time its SIGKILL against the writes themselves.
 ``python tests/outputs/_cube_writer.py --zygote`` imports once, then forks one writer per STORE
 line read from stdin: it prints ``pid N`` for each (the writer prints ``ready`` and ``done``), waits
 for the next line (the test has killed the writer, or let it finish), reaps the writer and prints
-``exit N STATUS``; until then the pid cannot be reused, so a kill never hits another process. The test kills the writer, not the zygote; trials
-no longer pay for importing zarr, xarray and dask each time. The zygote runs no threads (nothing
-computed before a fork), so no child inherits a held lock.
+``exit N STATUS``. Until it is reaped the pid cannot be reused, so the test's kill never hits
+another process. Trials no longer pay for importing zarr, xarray and dask each time. The zygote
+runs no threads (nothing computed before a fork), so no child inherits a held lock.
 """
 
 import os
