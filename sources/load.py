@@ -427,8 +427,9 @@ def load_reflectance(
         Spatial chunk size in pixels (per time step and band).
     preflight_threads
         Threads that open the assets' headers before anything is read, when the hrefs are remote
-        (the opens wait on the network). Local files are opened on at most 2 threads: a local open
-        is mostly Python work under the GIL, and more threads only contend.
+        (the opens wait on the network). Local files are opened on one thread: a local open is
+        mostly Python work under the GIL, and more threads only contend. The Sentinel-2 offset
+        check reads decimated pixels on at most 2 threads for local files.
 
     Returns
     -------
@@ -467,7 +468,9 @@ def load_reflectance(
     # handling): more threads than cores only contend. Remote opens wait on the network: use them all.
     remote = not all(is_local_href(str(a.get("href", ""))) for s in scenes for a in s.item["assets"].values())
     threads = preflight_threads if remote else max(1, min(preflight_threads, os.cpu_count() or 1, 2))
-    results = list(_executor(threads).map(check, scenes))
+    # one thread for local headers: a second one only trades the GIL back and forth (60 scenes, 420
+    # opens, on 2 cores on 2026-11-22: whole load 0.95 s on one thread, 1.21 s on two)
+    results = list(_executor(preflight_threads if remote else 1).map(check, scenes))
     good = []
     for sc, r in zip(scenes, results):
         if r is None:
