@@ -21,7 +21,9 @@ import rasterio
 
 from aoi import load_landscapes
 from processors.chain import (
+    burn_scar_pixels,
     forest_burn_alerts,
+    forest_burn_masks,
     forest_burn_layers,
     grassland_alerts,
     grassland_layers,
@@ -84,7 +86,9 @@ def evaluate_archive(archive: str | Path, *, progress: Callable[[str], None] | N
                                  end_doy=w.growing_end_doy)
         with dask.config.set(scheduler="threads"):
             lay = lay.compute()
-        fb = forest_burn_alerts(lay, landscape_id=land.id)
+        masks = forest_burn_masks(lay)
+        scars = burn_scar_pixels(lay, masks)
+        fb = forest_burn_alerts(lay, landscape_id=land.id, masks=masks, scars=scars)
         if "forest" not in ecos:
             fb = fb[fb.kind != "forest_loss"]
         frames.append(fb)
@@ -92,7 +96,8 @@ def evaluate_archive(archive: str | Path, *, progress: Callable[[str], None] | N
         if sev_path.exists():
             t_sev = _read(sev_path)
             m = t_sev > 0
-            win["burn_severity_agreement"] = round(float((lay["severity"].values[m] == t_sev[m]).mean()), 4)
+            sev = np.where(scars, lay["severity"].values, -1)  # as the nightly cube holds it: inside the scars
+            win["burn_severity_agreement"] = round(float((sev[m] == t_sev[m]).mean()), 4)
         if "wetland" in ecos:
             wl = wetland_layers(ds, baseline_years=base_years, year=my, months=(7, 8, 9), pixel_area_ha=g.pixel_area_ha)
             with dask.config.set(scheduler="threads"):

@@ -37,6 +37,7 @@ from outputs.alerts import AlertStore
 from outputs.cube import ANNUAL_GROUPS, DASK_READ_PX, ROW_BAND, CubeStore, _atomic_put, row_bands
 from processors.chain import (
     ChainThresholds,
+    burn_scar_pixels,
     forest_burn_alerts,
     forest_burn_masks,
     grassland_alerts,
@@ -328,12 +329,16 @@ def update_alerts(settings: Settings, land: Landscape, night: dt.date, *, store:
             lay, how = forest_burn_nightly(cube_store, ds, season0=season0, year=year, base_years=base_years,
                                            thresholds=th.chain(), forest=forest)
             rep.notes.append(how)
+            masks = alert_masks(lay)
+            scars = burn_scar_pixels(lay, masks, th.chain())
+            # burn severity and dNBR only inside the burn-scar alerts: the cube shows the burned area
+            # the alerts report, not every fire-like pixel the state machine confirmed
             _annual(cube_store, cube, "annual/forest", year, {
                 "forest_baseline": lay["forest"], "forest_status": lay["forest_status"],
-                "burn_severity": lay["severity"], "dnbr": lay["dnbr"]})
+                "burn_severity": lay["severity"], "dnbr": lay["dnbr"]},
+                only={"burn_severity": (scars, -1), "dnbr": (scars, np.nan)})
             release_layers(lay)
-            masks = alert_masks(lay)
-            fb = forest_burn_alerts(lay, landscape_id=land.id, thresholds=th.chain(), masks=masks)
+            fb = forest_burn_alerts(lay, landscape_id=land.id, thresholds=th.chain(), masks=masks, scars=scars)
             release_layers(lay)
             if "forest" in ecos:
                 frames.append(_probable_forest(lay, masks["probable_loss"], fb, land.id, th.forest_mmu_ha))
@@ -663,9 +668,11 @@ def _forest_mask(store: CubeStore, cube: xr.Dataset, year: int) -> xr.DataArray 
     return m.assign_coords(y=cube["y"], x=cube["x"])
 
 
-def _annual(store: CubeStore, cube: xr.Dataset, group: str, year: int, layers: dict[str, xr.DataArray]) -> None:
+def _annual(store: CubeStore, cube: xr.Dataset, group: str, year: int, layers: dict[str, xr.DataArray],
+            only: dict[str, tuple[np.ndarray, Any]] | None = None) -> None:
     """Upsert this year's indicator layers into an annual group of the cube, cast to the group's
-    on-disk types (:data:`outputs.cube.ANNUAL_GROUPS`)."""
+    on-disk types (:data:`outputs.cube.ANNUAL_GROUPS`). ``only``: layer -> (2-D bool mask, fill):
+    the layer is written inside the mask and ``fill`` elsewhere (band by band for a big landscape)."""
     spec = ANNUAL_GROUPS[group]
     big = cube.sizes["y"] * cube.sizes["x"] > DASK_READ_PX
     out = {}
@@ -678,6 +685,11 @@ def _annual(store: CubeStore, cube: xr.Dataset, group: str, year: int, layers: d
             # at 10,000 x 10,000 px), and a band's mapped pages stayed resident until the end.
             v = v.copy(data=da.from_array(PagedRows(np.ascontiguousarray(v.data)), chunks=(ROW_BAND, -1),
                                           asarray=False, name=f"paged-{k}-{uuid.uuid4().hex}"))
+        if only and k in only:
+            keep, fill = only[k]
+            if isinstance(v.data, da.Array):
+                keep = da.from_array(keep, chunks=v.data.chunks, name=f"only-{k}-{uuid.uuid4().hex}")
+            v = v.where(xr.DataArray(keep, dims=v.dims), fill)
         out[k] = v.astype(spec[k][0], copy=False).expand_dims(year=[year])
     ds = xr.Dataset(out).assign_coords(y=cube["y"], x=cube["x"]).rio.write_crs(cube.rio.crs)
     if not big:

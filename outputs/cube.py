@@ -9,8 +9,9 @@ public contract). Format 2 because GDAL 3.10, which QGIS and rasterio use, refus
   (uint8 0/1), ``water`` (int8 0/1, -1 = not observed, decoded to NaN), per-slice provenance
   coordinates (``platform``, ``item_id``), the CF grid mapping ``spatial_ref``;
 - groups ``annual/grassland`` (the trend: ``grass_slope``, ``grass_p_value``, ``grass_class``) and
-  ``annual/forest`` (``forest_baseline``, ``forest_status``, ``burn_severity``, ``dnbr``), dims
-  (year, y, x): the indicator layers of each year, replaced while the year runs.
+  ``annual/forest`` (``forest_baseline``, ``forest_status``, ``burn_severity``, ``dnbr``; the nightly
+  flow writes the last two inside the year's burn-scar alerts only), dims (year, y, x): the
+  indicator layers of each year, replaced while the year runs.
 
 Chunks are (time 8, y 256, x 256), 2 MiB of float32: a map of one date reads 8 slices too many,
 a pixel's season (~60-100 slices) reads 8-13 chunks instead of one per slice, and a nightly

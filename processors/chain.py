@@ -11,6 +11,7 @@ Load with ``harmonize=True`` for the HLS bandpass adjustment.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import geopandas as gpd
@@ -24,7 +25,7 @@ from .indices import mndwi, nbr, ndvi
 from .vectorize import Patches, _numpy, vectorize_alerts
 from .water import EDGE_M
 
-__all__ = ["ChainThresholds", "observation_layers", "forest_burn_layers", "forest_burn_alerts", "forest_burn_masks", "one_fire_per_patch", "wetland_layers", "wetland_alerts",
+__all__ = ["ChainThresholds", "observation_layers", "forest_burn_layers", "forest_burn_alerts", "forest_burn_masks", "burn_scar_pixels", "one_fire_per_patch", "wetland_layers", "wetland_alerts",
            "grassland_layers", "grassland_alerts"]
 
 
@@ -222,14 +223,38 @@ def one_fire_per_patch(burned: np.ndarray, core: np.ndarray, first: np.ndarray, 
     return out
 
 
+def burn_scar_pixels(layers: xr.Dataset, masks: Mapping[str, np.ndarray],
+                     thresholds: ChainThresholds = ChainThresholds()) -> np.ndarray:
+    """The pixels of the burn-scar alerts, as a 2-D bool array over the layers' grid.
+
+    ``burned`` (:func:`forest_burn_masks`) after the one-fire rule (:func:`one_fire_per_patch`),
+    the core rule (a patch needs ``burn_core_ha`` of moderate or worse severity) and the minimum
+    mapping unit (``burn_mmu_ha``), with the connectivity the polygons use: exactly what
+    :func:`forest_burn_alerts` vectorises. The nightly flow writes the cube's burn severity and
+    dNBR inside this mask only, so the cube and the ``burn_scar`` alerts show the same burned area.
+    """
+    th = thresholds
+    burned = one_fire_per_patch(masks["burned"], masks["burn_core"], _numpy(layers["burn_first"], "burn_first"),
+                                days_before=th.fire_days_before, days_after=th.fire_days_after)
+    # keep burn patches with a core of at least moderate severity: scattered low-severity noise has none
+    pat = Patches(burned, count={"core": masks["burn_core"] & burned})
+    if pat.n:
+        tr = layers["burn_status"].rio.transform()
+        px_ha = abs(tr.a * tr.e) / 1e4
+        burned = pat.select((pat.counts["core"] * px_ha >= th.burn_core_ha) & (pat.sizes * px_ha >= th.burn_mmu_ha))
+    return burned
+
+
 def forest_burn_alerts(layers: xr.Dataset, *, landscape_id: str,
                        thresholds: ChainThresholds = ChainThresholds(),
-                       masks: dict[str, np.ndarray] | None = None) -> gpd.GeoDataFrame:
+                       masks: dict[str, np.ndarray] | None = None,
+                       scars: np.ndarray | None = None) -> gpd.GeoDataFrame:
     """Forest-loss and burn-scar alerts from *computed* layers (:func:`forest_burn_layers`).
 
     Confirmed patches are completed with adjacent weaker evidence (hysteresis) before the minimum
     mapping unit applies; a patch's ``status`` is ``confirmed``. ``masks``: the layers'
-    :func:`forest_burn_masks`, when the caller built them already (a band at a time).
+    :func:`forest_burn_masks`, when the caller built them already (a band at a time); ``scars``:
+    their :func:`burn_scar_pixels`, likewise.
     """
     th = thresholds
     m = masks if masks is not None else forest_burn_masks(layers)
@@ -238,14 +263,7 @@ def forest_burn_alerts(layers: xr.Dataset, *, landscape_id: str,
     fa = vectorize_alerts(fm, kind="forest_loss", landscape_id=landscape_id, min_area_ha=th.forest_mmu_ha,
                           first_detected=layers["forest_first"], status="confirmed")
     del f_mask, fm
-    burned = one_fire_per_patch(m["burned"], m["burn_core"], _numpy(layers["burn_first"], "burn_first"),
-                                days_before=th.fire_days_before, days_after=th.fire_days_after)
-    # keep burn patches with a core of at least moderate severity: scattered low-severity noise has none
-    pat = Patches(burned, count={"core": m["burn_core"] & burned})
-    if pat.n:
-        tr = layers["burn_status"].rio.transform()
-        burned = pat.select(pat.counts["core"] * abs(tr.a * tr.e) / 1e4 >= th.burn_core_ha)
-    del pat
+    burned = scars if scars is not None else burn_scar_pixels(layers, m, th)
     bm = layers["burn_status"].copy(data=burned)
     ba = vectorize_alerts(bm, kind="burn_scar", landscape_id=landscape_id, min_area_ha=th.burn_mmu_ha,
                           first_detected=layers["burn_first"], severity=layers["severity"],

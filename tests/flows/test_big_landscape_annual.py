@@ -68,6 +68,39 @@ def test_big_annual_layers_are_written_in_bands_and_equal_the_in_memory_write(tm
 
 
 
+def test_annual_layers_written_only_inside_a_mask_banded_or_whole(tmp_path, monkeypatch):
+    """``_annual(only=...)``, as the flow writes burn severity and dNBR inside the burn-scar alerts:
+    the layer inside the mask, the fill outside, the same banded (memory-mapped layers) or whole."""
+    slices = make_slices(["2026-06-01"], shape=(70, 50))
+    eager, banded = oc.CubeStore(tmp_path / "a.zarr"), oc.CubeStore(tmp_path / "b.zarr")
+    for s in (eager, banded):
+        s.write(slices)
+    cube = banded.open()
+    like = cube["ndvi"].isel(time=0, drop=True)
+    lay = _layers(like, 3, tmp_path)
+    scars = np.zeros(like.shape, bool)
+    scars[10:40, 5:30] = True
+    only = {"burn_severity": (scars, -1), "dnbr": (scars, np.nan)}
+    with Client(processes=False, n_workers=1, threads_per_worker=2, dashboard_address=":0"):
+        pl._annual(eager, cube, "annual/forest", 2026, lay, only=only)
+        with monkeypatch.context() as m:
+            m.setattr(pl, "DASK_READ_PX", 100)
+            m.setattr(pl, "ROW_BAND", 16)
+            m.setattr(oc, "ROW_BAND", 16)
+            pl._annual(banded, cube, "annual/forest", 2026, lay, only=only)
+    a = oc.open_cube(eager.url, group="annual/forest").load()
+    b = oc.open_cube(banded.url, group="annual/forest").load()
+    xr.testing.assert_identical(a, b)
+    sev, dnbr = b["burn_severity"].values[0], b["dnbr"].values[0]
+    assert (sev[~scars] == -1).all() and np.array_equal(sev[scars], lay["burn_severity"].values[scars])
+    assert np.isnan(dnbr[~scars]).all()
+    assert np.array_equal(dnbr[scars], np.asarray(lay["dnbr"].data)[scars], equal_nan=True)
+    assert (lay["burn_severity"].values[~scars] >= 0).any()  # there was something to drop
+    # the other layers are untouched
+    assert np.array_equal(b["forest_status"].values[0], lay["forest_status"].values)
+
+
+
 def _mapped_rss_kb(path) -> int:
     """Resident kB of this process's mapping of ``path`` (/proc/self/smaps)."""
     lines = Path("/proc/self/smaps").read_text().splitlines()

@@ -45,6 +45,15 @@ def test_replay_outputs_meet_the_contract(replay):
     cat = pystac.Catalog.from_file(str(out / "stac" / "catalog.json"))
     assert len(list(cat.get_child("amurwatch-cubes").get_items())) == len(lands)
     assert Path(replay["res"]["last"]["paths"]["report"]).exists()
+    # the cube's burn severity lies inside the burn-scar alerts (not every fire-like pixel confirmed)
+    from rasterio.features import rasterize
+
+    land = "greater-khingan-demo"
+    fo = xr.open_zarr(out / "cubes" / f"{land}.zarr", group="annual/forest", decode_coords="all")
+    burned = (fo["burn_severity"].values >= 0).any(axis=0)
+    scars = g[(g.landscape_id == land) & (g.kind == "burn_scar") & (g.status != "expired")].to_crs(fo.rio.crs)
+    inside = rasterize(scars.geometry, out_shape=burned.shape, transform=fo.rio.transform()).astype(bool)
+    assert burned.sum() > 100 and not (burned & ~inside).any(), (int(burned.sum()), int((burned & ~inside).sum()))
 
 
 def test_replay_scores_meet_the_processing_core_targets(replay):

@@ -199,3 +199,24 @@ def test_a_burn_scar_keeps_only_the_pixels_of_its_fire():
     core = late["severity"].values >= 2
     kept = one_fire_per_patch(burned, core, first)
     assert kept.sum() == 400 and not kept[20:40, 30:38].any() and not kept[18:20].any()
+
+
+def test_burn_scar_pixels_are_exactly_the_pixels_of_the_burn_scar_alerts():
+    """What the nightly flow writes the cube's burn severity and dNBR inside: the fire's 400 px, not
+    the October fringe (one-fire rule), a low-severity patch without a core (core rule) or a small
+    severe patch (minimum mapping unit)."""
+    from processors.chain import burn_scar_pixels, forest_burn_alerts, forest_burn_masks
+    from processors.forest import CONFIRMED
+
+    lay = _fire_layers("2024-10-19")
+    bs, sev, first = lay["burn_status"].values, lay["severity"].values, lay["burn_first"].values
+    bs[48:58, 5:25], sev[48:58, 5:25], first[48:58, 5:25] = CONFIRMED, 1, np.datetime64("2024-07-01")  # 2 ha, no core
+    bs[50:56, 40:46], sev[50:56, 40:46], first[50:56, 40:46] = CONFIRMED, 3, np.datetime64("2024-07-01")  # 0.36 ha, severe
+    masks = forest_burn_masks(lay)
+    scars = burn_scar_pixels(lay, masks)
+    b = forest_burn_alerts(lay, landscape_id="x", masks=masks).query("kind == 'burn_scar'")
+    assert len(b) == 1 and int(b.n_pixels.sum()) == int(scars.sum()) == 400
+    assert scars[20:40, 10:30].all() and not scars[20:40, 30:38].any() and not scars[48:].any()
+    # the same alerts when the caller hands the pixels in
+    again = forest_burn_alerts(lay, landscape_id="x", masks=masks, scars=scars).query("kind == 'burn_scar'")
+    assert list(again.alert_id) == list(b.alert_id) and list(again.area_ha) == list(b.area_ha)
