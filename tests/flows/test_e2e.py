@@ -45,7 +45,9 @@ def test_replay_outputs_meet_the_contract(replay):
     cat = pystac.Catalog.from_file(str(out / "stac" / "catalog.json"))
     assert len(list(cat.get_child("amurwatch-cubes").get_items())) == len(lands)
     assert Path(replay["res"]["last"]["paths"]["report"]).exists()
-    # the cube's burn severity lies inside the burn-scar alerts (not every fire-like pixel confirmed)
+    # the cube's burn severity is the burn-scar alerts' extent, not every fire-like pixel confirmed. The
+    # alert table keeps a polygon until its area changes by 5% (the store's min_change: a smaller change
+    # is not an update to mail), so the last night's scar may differ from it by less than that
     from rasterio.features import rasterize
 
     land = "greater-khingan-demo"
@@ -53,7 +55,9 @@ def test_replay_outputs_meet_the_contract(replay):
     burned = (fo["burn_severity"].values >= 0).any(axis=0)
     scars = g[(g.landscape_id == land) & (g.kind == "burn_scar") & (g.status != "expired")].to_crs(fo.rio.crs)
     inside = rasterize(scars.geometry, out_shape=burned.shape, transform=fo.rio.transform()).astype(bool)
-    assert burned.sum() > 100 and not (burned & ~inside).any(), (int(burned.sum()), int((burned & ~inside).sum()))
+    outside = int((burned & ~inside).sum())
+    assert burned.sum() > 100 and outside < 0.05 * inside.sum(), (int(burned.sum()), outside, int(inside.sum()))
+    assert abs(int(burned.sum()) - int(inside.sum())) < 0.05 * inside.sum()
 
 
 def test_replay_scores_meet_the_processing_core_targets(replay):
