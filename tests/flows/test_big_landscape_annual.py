@@ -33,13 +33,18 @@ def _layers(like: xr.DataArray, seed: int, tmp_path) -> dict[str, xr.DataArray]:
             "dnbr": like.copy(data=dnbr)}
 
 
-def test_big_annual_layers_are_written_in_bands_and_equal_the_in_memory_write(tmp_path, monkeypatch):
+def _two_stores(tmp_path):
+    """Two cubes of the same 70 x 50 px slice (one written whole, one in bands), the cube, a 2-D layer."""
     slices = make_slices(["2026-06-01"], shape=(70, 50))
     eager, banded = oc.CubeStore(tmp_path / "a.zarr"), oc.CubeStore(tmp_path / "b.zarr")
     for s in (eager, banded):
         s.write(slices)
     cube = banded.open()
-    like = cube["ndvi"].isel(time=0, drop=True)
+    return eager, banded, cube, cube["ndvi"].isel(time=0, drop=True)
+
+
+def test_big_annual_layers_are_written_in_bands_and_equal_the_in_memory_write(tmp_path, monkeypatch):
+    eager, banded, cube, like = _two_stores(tmp_path)
     writes = []
     real_write_rows = oc.CubeStore._write_rows
 
@@ -71,12 +76,7 @@ def test_big_annual_layers_are_written_in_bands_and_equal_the_in_memory_write(tm
 def test_annual_layers_written_only_inside_a_mask_banded_or_whole(tmp_path, monkeypatch):
     """``_annual(only=...)``, as the flow writes burn severity and dNBR inside the burn-scar alerts:
     the layer inside the mask, the fill outside, the same banded (memory-mapped layers) or whole."""
-    slices = make_slices(["2026-06-01"], shape=(70, 50))
-    eager, banded = oc.CubeStore(tmp_path / "a.zarr"), oc.CubeStore(tmp_path / "b.zarr")
-    for s in (eager, banded):
-        s.write(slices)
-    cube = banded.open()
-    like = cube["ndvi"].isel(time=0, drop=True)
+    eager, banded, cube, like = _two_stores(tmp_path)
     lay = _layers(like, 3, tmp_path)
     scars = np.zeros(like.shape, bool)
     scars[10:40, 5:30] = True
