@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m benchmarks layouts")
     ap.add_argument("--months", type=int, default=18)
     ap.add_argument("--out", default=None)
-    args = ap.parse_args(argv if argv is not None else sys.argv[2:])
+    args = ap.parse_args(argv if argv is not None else [])
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     from prefect import flow
 
@@ -78,4 +78,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m benchmarks nightly")
     ap.add_argument("--size", default="small", choices=["small", "default"])
     ap.add_argument("--out", default=None)
-    args = ap.parse_args(argv if argv is not None else sys.argv[2:])
+    args = ap.parse_args(argv if argv is not None else [])
     work = Path(args.out or tempfile.mkdtemp(prefix="amurwatch-bench-nightly-"))
     exe = Path(sys.executable).with_name("amurwatch")
     cmd = [str(exe), "demo", "--out", str(work), "--size", args.size, "--fresh"]
@@ -73,4 +73,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

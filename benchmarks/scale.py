@@ -254,7 +254,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--nights", type=int, default=2, choices=[0, 1, 2],
                     help="single-scene nights after the first run (default 2)")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
-    args = ap.parse_args(argv if argv is not None else sys.argv[2:])
+    args = ap.parse_args(argv if argv is not None else [])
     if args.child:
         child(Path(args.child), args.nights)
         return
@@ -298,4 +298,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:] if len(sys.argv) > 1 and sys.argv[1] != "scale" else sys.argv[2:])
+    main(sys.argv[1:])
