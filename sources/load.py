@@ -101,16 +101,24 @@ class LoadReport:
         return s
 
 
+#: build a GeoTIFF's CRS from its geokeys alone. GDAL's default also builds the EPSG database's
+#: definition of the code in ProjectedCSTypeGeoKey and compares the two, on every open: about half
+#: of the open of a small COG (0.85 vs 1.3-1.7 ms, 432 x 432 px, 2026-11-22), and every asset is
+#: opened. The code itself is still read (``crs.to_epsg()`` is unchanged); files whose geokeys
+#: contradict their EPSG code (old ESRI writers) are read as their geokeys say.
+_GTIFF_SRS_SOURCE = "GEOKEYS"
+
+
 def gdal_env(**extra: str) -> stackstac.rio_env.LayeredEnv:
     """stackstac's GDAL environment with HTTP retries turned on (GDAL retries nothing by default)."""
     always = {"GDAL_HTTP_MAX_RETRY": str(GDAL_HTTP_RETRIES), "GDAL_HTTP_RETRY_DELAY": str(GDAL_HTTP_RETRY_DELAY_S),
-              "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR", **extra}
+              "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR", "GTIFF_SRS_SOURCE": _GTIFF_SRS_SOURCE, **extra}
     return stackstac.DEFAULT_GDAL_ENV.updated(always=always)
 
 
 def _rio_env(**extra) -> rasterio.Env:
     return rasterio.Env(GDAL_HTTP_MAX_RETRY=GDAL_HTTP_RETRIES, GDAL_HTTP_RETRY_DELAY=GDAL_HTTP_RETRY_DELAY_S,
-                        GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR", **extra)
+                        GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR", GTIFF_SRS_SOURCE=_GTIFF_SRS_SOURCE, **extra)
 
 
 # ----------------------------------------------------------------------------------------- masks
