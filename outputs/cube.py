@@ -224,9 +224,21 @@ class CubeStore:
             return np.asarray(g[name][:])
 
     def times(self) -> pd.DatetimeIndex:
+        """The committed time coordinate, decoded, without opening the cube with xarray (an open
+        decodes every variable's metadata: ~35 ms on a small cube, and the nightly stats ask once
+        a landscape-night)."""
         if not self.exists():
             return pd.DatetimeIndex([])
-        return pd.DatetimeIndex(self.open()["time"].values)
+        with _quiet():
+            g = zarr.open_group(_store(self.url, self.storage_options, read_only=True), mode="r",
+                                use_consolidated=True, zarr_format=ZARR_FORMAT)
+            a = g["time"]
+            raw, attrs = np.asarray(a[:]), dict(a.attrs)
+        if "units" not in attrs:
+            return pd.DatetimeIndex(raw)
+        from xarray.coding.times import decode_cf_datetime
+
+        return pd.DatetimeIndex(decode_cf_datetime(raw, attrs["units"], attrs.get("calendar")))
 
     # ---------------------------------------------------------------------------------------- write
     def write(self, ds: xr.Dataset) -> WriteReport:

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import rasterio
 import xarray as xr
@@ -73,6 +74,10 @@ def test_rerun_is_a_no_op_and_late_scenes_keep_time_sorted(tmp_path):
     assert _equal(ds, make_slices(["2026-05-01", "2026-05-06", "2026-05-11", "2026-05-16"]))
     assert list(ds["item_id"].values) == ["S2_20260501", "S2_20260506", "S2_20260511", "S2_20260516"]
     assert not (tmp_path / "c.zarr.txn").exists()
+    # times() reads the committed coordinate without xarray: the same instants as xarray decodes
+    assert store.times().equals(pd.DatetimeIndex(ds["time"].values))
+    assert list(store.times().strftime("%Y-%m-%d")) == ["2026-05-01", "2026-05-06", "2026-05-11", "2026-05-16"]
+    assert CubeStore(tmp_path / "none.zarr").times().empty
 
 
 def test_a_changed_slice_is_replaced(tmp_path):
