@@ -8,6 +8,9 @@ STAMP  := $(VENV)/.installed
 DEMO_DIR ?= demo-output
 DEMO_SIZE ?= small
 PYTEST_ARGS ?=
+# the suite runs on two pytest-xdist workers (tests/conftest.py keeps the tests that share an
+# expensive fixture on one worker); PYTEST_WORKERS=0 runs it in one process
+PYTEST_WORKERS ?= 2
 # Python caches compiled bytecode (.pyc) unless PYTHONDONTWRITEBYTECODE is set; some machines (CI's
 # among them) set it, and then every process compiles prefect, pandas, dask... from source again
 # (an import of the pipeline took 19.7 s instead of 6.6 s). The venv is compiled at install time,
@@ -32,7 +35,7 @@ demo: $(STAMP)
 
 ## The full test suite (what CI runs). The report test drives Debian's headless chromium.
 test: $(STAMP) browser postgres
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 ## Debian's chromium, for the report test (installed once; needs root or sudo).
 browser:

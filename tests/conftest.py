@@ -12,6 +12,40 @@ SHARED_REAL = (REPO / ".." / "shared" / "data" / "real").resolve()
 
 os.environ.setdefault("GDAL_NUM_THREADS", "1")
 
+#: the test modules whose tests use the session's ``replay`` (minutes to build): under pytest-xdist
+#: (``make test`` runs two workers, and session fixtures are built once per worker) they all run on
+#: one worker, so the replay is built once. ``pytest_collection_modifyitems`` checks the list.
+REPLAY_MODULES = ("tests/flows/test_cli.py", "tests/flows/test_e2e.py", "tests/hardening/test_faults_stac.py",
+                  "tests/hardening/test_kill.py", "tests/hardening/test_scaleout.py",
+                  "tests/hardening/test_security.py")
+#: modules with an expensive module-scoped fixture: each runs whole on one worker
+WHOLE_MODULES = ("tests/processors/test_chain_accuracy.py", "tests/processors/test_incremental.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    stray = sorted({i.nodeid.split("::")[0] for i in items if "replay" in i.fixturenames} - set(REPLAY_MODULES))
+    if stray:
+        raise pytest.UsageError(f"{', '.join(stray)} use the `replay` fixture: add them to REPLAY_MODULES in "
+                                "tests/conftest.py, so that pytest-xdist builds the replay once")
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadgroup`` (what ``make test`` passes), with the groups decided here by module:
+    pytest-xdist 3.8's own ``xdist_group`` marks have no effect under pytest 9.2 (it renames
+    ``item._nodeid``, which pytest no longer reads), so the replay would be built on both workers."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedFixtureScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::")[0]
+            if module in REPLAY_MODULES:
+                return "replay"
+            return module if module in WHOLE_MODULES else nodeid
+
+    return SharedFixtureScheduling(config, log)
+
 
 @pytest.fixture(scope="session")
 def small_archive(tmp_path_factory) -> Path:
