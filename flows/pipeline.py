@@ -376,7 +376,8 @@ def update_alerts(settings: Settings, land: Landscape, night: dt.date, *, store:
 
             def grassland() -> tuple[gpd.GeoDataFrame, dict]:
                 gl = grassland_layers(sub, start_doy=w.peak_start_doy, end_doy=w.peak_end_doy,
-                                      year=year, p_max=th.grass_p_max, slope_per_year=th.grass_slope_per_year)
+                                      year=year, p_max=th.grass_p_max, slope_per_year=th.grass_slope_per_year,
+                                      drop_below=th.grass_leak_drop)
                 gl = gl[["slope", "p_value", "trend_class"]].compute()
                 _annual(cube_store, cube, "annual/grassland", year, {
                     "grass_slope": gl["slope"], "grass_p_value": gl["p_value"],
@@ -390,7 +391,8 @@ def update_alerts(settings: Settings, land: Landscape, night: dt.date, *, store:
             ga, _, how = _period(cube_store, "grassland", year, peak, [w.peak_start_doy, w.peak_end_doy,
                                                                        th.grass_p_max, th.grass_slope_per_year,
                                                                        th.grass_mmu_ha, th.grass_weak_p_max,
-                                                                       th.grass_weak_slope_per_year], grassland)
+                                                                       th.grass_weak_slope_per_year, th.grass_leak_drop],
+                                                                       grassland)
             rep.notes.append(f"grassland trend {how}")
             frames.append(ga)
     frames = [f for f in frames if len(f)]

@@ -97,7 +97,10 @@ class ThresholdSettings(BaseModel):
     #: hysteresis of the degradation alerts: pixels next to a significant patch join it at this p-value
     grass_weak_p_max: float = Field(0.10, gt=0, le=1)
     #: ... when their slope is at least this steep (NDVI per year, downwards)
-    grass_weak_slope_per_year: float = Field(0.0075, ge=0)
+    grass_weak_slope_per_year: float = Field(0.01, ge=0)
+    #: a peak-window look this far (NDVI) under the pixel's median of about three years is a cloud-mask
+    #: leak and left out of the yearly values; null keeps every look
+    grass_leak_drop: float | None = Field(0.07, gt=0)
 
     @field_validator("wetland_months")
     @classmethod
