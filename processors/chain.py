@@ -36,6 +36,9 @@ class ChainThresholds:
     forest_nbr_drop: float = 0.30  #: NBR below its same-season baseline for a loss observation
     forest_ndvi_drop: float = 0.15
     weak_fraction: float = 0.5  #: hysteresis: neighbours of a confirmed patch join at this share of the thresholds
+    #: ... or, on a 10 m look, at the full NDVI threshold (10 m bands) and this share of the NBR one (20 m bands)
+    edge_nbr_fraction: float = 0.25
+    edge_max_blue_red: float = 0.8  #: ... on a look whose blue is at most this share of its red (soil, not haze)
     burn_nbr_drop: float = 0.10  #: the Key & Benson low-severity floor
     burn_step_drop: float = 0.10  #: abrupt NBR drop since the previous clear look that starts a fire
     max_visible_step: float = 0.05  #: ... while the visible barely changes (snowmelt changes it a lot)
@@ -79,7 +82,14 @@ def observation_layers(ds: xr.Dataset, *, monitor_start: str, thresholds: ChainT
     fire = fire_like(d_nb, d_sw, visible, mndwi=mndwi(mon["green"], mon["swir16"]), min_nbr_drop=th.burn_nbr_drop)
     loss = ((d_nb >= th.forest_nbr_drop) & (d_nd >= th.forest_ndvi_drop)).astype(np.float32).where(observed)
     w = th.weak_fraction
-    weak = ((d_nb >= w * th.forest_nbr_drop) & (d_nd >= w * th.forest_ndvi_drop)).where(observed, False)
+    weak = ((d_nb >= w * th.forest_nbr_drop) & (d_nd >= w * th.forest_ndvi_drop))
+    # at a clearing's edge, Sentinel-2's NBR (B8A, B12: 20 m) averages in the forest beside a cleared
+    # 10 m pixel and shows a quarter to a half of the drop; its NDVI (B4, B8: 10 m) shows all of it.
+    # Haze that the cloud mask let through drops NDVI too, but brightens blue as much as red, while
+    # exposed soil and slash are redder than blue (the idea of Zhang et al.'s 2002 haze transform)
+    soil_like = mon["blue"] <= th.edge_max_blue_red * mon["red"]
+    edge = (d_nd >= th.forest_ndvi_drop) & (d_nb >= th.edge_nbr_fraction * th.forest_nbr_drop) & soil_like
+    weak = (weak | edge).where(observed, False)
     # the 10-20 m looks (Sentinel-2); without platforms, every look counts as one
     fine = np.ones(d_nb.sizes["time"], bool)
     if "platform" in ds.coords and ds["platform"].ndim == 1:

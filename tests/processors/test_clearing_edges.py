@@ -91,3 +91,73 @@ def test_a_clearing_seen_only_by_landsat_keeps_its_extent():
     lay = _layers(ds).compute()
     assert not lay["forest_fine_normal"].values.any()
     assert ((lay["forest_status"].values == 2) & ~cut).sum() >= 20
+
+
+def _small_clearing_scene(haze_strip: bool = False):
+    """Forest with a 10 x 5 px (0.5 ha) clearing from 1 July 2026, Sentinel-2 looks only, every 4
+    days. The 10 m bands see the clearing whole; the 20 m bands (B8A, B11, B12) see its border
+    pixels a fifth cleared, as a cleared 10 m pixel on a 20 m cell's corner is. ``haze_strip``: on
+    three looks after the clearing, the 2 px strip of forest along its east side is under haze the
+    cloud mask missed (blue, green and red brightened alike, NIR slightly darker, SWIR brighter)."""
+    rng = np.random.default_rng(5)
+    shape = (30, 30)
+    times = pd.DatetimeIndex([d for y in (2023, 2024, 2025, 2026) for d in pd.date_range(f"{y}-06-01", f"{y}-08-31", freq="4D")])
+    cut = np.zeros(shape, bool)
+    cut[10:20, 10:15] = True
+    inner = np.zeros(shape, bool)
+    inner[11:19, 11:14] = True
+    frac20 = np.where(inner, 1.0, np.where(cut, 0.2, 0.0)).astype(np.float32)
+    strip = np.zeros(shape, bool)
+    strip[10:20, 15:17] = True
+    fine10 = np.array([b in ("blue", "green", "red", "nir") for b in BANDS])
+    haze = np.array([0.10, 0.10, 0.10, 0.0, -0.02, 0.01, 0.02], np.float32)
+    hazy_days = set(times[times >= CLEARING_DAY][[2, 5, 8]])
+    data = np.empty((len(BANDS), len(times)) + shape, np.float32)
+    for k, t in enumerate(times):
+        after = t >= CLEARING_DAY
+        f10, f20 = (cut.astype(np.float32), frac20) if after else (np.zeros(shape, np.float32),) * 2
+        frac = np.where(fine10[:, None, None], f10[None], f20[None])
+        data[:, k] = FOREST[:, None, None] * (1 - frac) + CLEARED[:, None, None] * frac + rng.normal(0, 0.003, (len(BANDS),) + shape)
+        if haze_strip and t in hazy_days:
+            data[:, k] += haze[:, None, None] * strip[None]
+    x = 450000 + (np.arange(shape[1]) + 0.5) * 10
+    y = 5680000 - (np.arange(shape[0]) + 0.5) * 10
+    ds = xr.Dataset({b: (("time", "y", "x"), data[i]) for i, b in enumerate(BANDS)},
+                    coords={"time": times, "y": y, "x": x, "platform": ("time", np.full(len(times), "sentinel-2b"))})
+    return ds.rio.write_crs(32651), cut, strip
+
+
+@pytest.mark.parametrize("backend", ["numpy", "dask"])
+def test_a_small_clearing_keeps_its_edge_where_the_20m_bands_blur_it(backend):
+    """The border of a 0.5 ha clearing shows the full NDVI drop at 10 m but only a fifth of the NBR
+    drop at 20 m (0.12, under the hysteresis' half threshold 0.15): judged on NBR, only its 24 inner
+    pixels hold, 0.24 ha, and the clearing is lost under the 0.5 ha unit. The 10 m edge rule (full
+    NDVI threshold, a quarter of the NBR one, on a look redder than blue) keeps all 50 pixels."""
+    from processors.chain import ChainThresholds
+
+    ds, cut, _ = _small_clearing_scene()
+    if backend == "dask":
+        ds = ds.chunk({"time": 9, "y": 16, "x": 16}).assign_coords(platform=("time", ds["platform"].values))
+    lay = _layers(ds).compute()
+    confirmed = lay["forest_status"].values == 2
+    assert (confirmed & cut).sum() >= 24 and not (confirmed & ~cut).any()
+    a = forest_burn_alerts(lay, landscape_id="x").query("kind == 'forest_loss'")
+    assert len(a) == 1 and a["n_pixels"].iloc[0] == 50 and a.area_ha.iloc[0] == pytest.approx(0.5)
+    old = forest_burn_layers(ds, monitor_start="2026-06-01", mask_years=[2023, 2024, 2025], start_doy=152, end_doy=243,
+                             thresholds=ChainThresholds(edge_nbr_fraction=10.0)).compute()
+    assert len(forest_burn_alerts(old, landscape_id="x").query("kind == 'forest_loss'")) == 0
+
+
+def test_haze_beside_a_clearing_does_not_join_it():
+    """Haze over the forest beside the clearing drops NDVI by 0.4 and NBR by 0.1 on three looks, as
+    the clearing's blurred edge does, but brightens blue as much as red: not evidence. With the
+    blue/red test off, the strip joins the clearing."""
+    from processors.chain import ChainThresholds
+
+    ds, cut, strip = _small_clearing_scene(haze_strip=True)
+    a = forest_burn_alerts(_layers(ds).compute(), landscape_id="x").query("kind == 'forest_loss'")
+    assert len(a) == 1 and a["n_pixels"].iloc[0] == 50
+    loose = forest_burn_layers(ds, monitor_start="2026-06-01", mask_years=[2023, 2024, 2025], start_doy=152, end_doy=243,
+                               thresholds=ChainThresholds(edge_max_blue_red=10.0)).compute()
+    b = forest_burn_alerts(loose, landscape_id="x").query("kind == 'forest_loss'")
+    assert len(b) == 1 and b["n_pixels"].iloc[0] == 50 + strip.sum()
