@@ -146,6 +146,12 @@ class Forked:
             self.returncode = self.zygote._exit_of(self.pid, 0)
         return self.returncode
 
+    def exited_within(self, seconds: float) -> bool:
+        """Sleep up to ``seconds``, returning early (True) if the run ends first."""
+        if self.returncode is None:
+            self.returncode = self.zygote._exit_of(self.pid, max(seconds, 0.0))
+        return self.returncode is not None
+
     def wait(self, timeout: float | None = None) -> int:
         if self.returncode is None:
             self.returncode = self.zygote._exit_of(self.pid, timeout)

@@ -153,6 +153,9 @@ def test_sigkill_at_random_points_then_rerun_equals_the_uninterrupted_run(zygote
     ref, timing = reference
     landed: Counter = Counter()
     killed = 0
+    # the run's length the "anywhere" kills are timed by: the reference's, until a trial's run ends
+    # sooner (the reference may have run while the other test worker loaded the machine)
+    run_s = timing["run"]
     for trial in range(TRIALS):
         out = _snapshot(replay, tmp_path / f"t{trial}")
         mail = tmp_path / f"t{trial}-mail"
@@ -160,7 +163,9 @@ def test_sigkill_at_random_points_then_rerun_equals_the_uninterrupted_run(zygote
             proc = _start(zygote, replay, out, mc.port)
             proc.wait_ready()  # "ready": holding the run lock
             if trial % 2 == 0:  # anywhere in the run
-                time.sleep(timing["run"] * rng.uniform(0.0, 0.95))
+                t0 = time.perf_counter()
+                if proc.exited_within(run_s * rng.uniform(0.0, 0.95)):
+                    run_s = min(run_s, time.perf_counter() - t0)
             else:  # in its last phase (exports, report, digests, the outbox), timed from when it starts,
                 # so these kills reach the mail however the machine's load stretches the earlier phases
                 proc.wait_line("publish")
@@ -176,7 +181,8 @@ def test_sigkill_at_random_points_then_rerun_equals_the_uninterrupted_run(zygote
             _finish(_start(zygote, replay, out, mc.port))  # the rerun
         _assert_same(ref, _outputs(out, mail), trial, _old_digests(replay))
         shutil.rmtree(out)
-    print(f"\n{TRIALS} trials, {killed} killed mid-run; what the kills left behind: {dict(landed)}")
+    print(f"\n{TRIALS} trials, {killed} killed mid-run; what the kills left behind: {dict(landed)}; run length "
+          f"the kills were timed by: {timing['run']:.1f} s (reference), {run_s:.1f} s at the end")
     assert killed >= TRIALS * 0.7  # a run faster than the reference may finish before its kill
     # the kills reached the writes, not only the start-up: half of them are timed inside the last
     # phase, where the outbox waits to be mailed. Kills inside cube writes are aimed at directly by
