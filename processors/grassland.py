@@ -73,7 +73,7 @@ def drop_low_outliers(ndvi: xr.DataArray, *, below: float = 0.07, span_years: in
     """
     yr = ndvi["time"].dt.year
     years = np.unique(yr.values)
-    if ndvi.sizes["time"] == 0 or years.size == 0:
+    if years.size == 0:
         return ndvi
     if ndvi.chunks is not None:
         ndvi = ndvi.chunk({"time": -1})

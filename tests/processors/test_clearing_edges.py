@@ -46,15 +46,21 @@ def _scene(shape=(40, 40)):
             frac = _at_30m(frac)
         data[:, k] = (FOREST[:, None, None] * (1 - frac) + CLEARED[:, None, None] * frac
                       + rng.normal(0, 0.003, (len(BANDS),) + shape))
-    x = 450000 + (np.arange(shape[1]) + 0.5) * 10
-    y = 5680000 - (np.arange(shape[0]) + 0.5) * 10
-    ds = xr.Dataset({b: (("time", "y", "x"), data[i]) for i, b in enumerate(BANDS)},
-                    coords={"time": times, "y": y, "x": x, "platform": ("time", platform)}).rio.write_crs(32651)
-    return ds, cut
+    return _dataset(data, times, platform), cut
 
 
-def _layers(ds):
-    return forest_burn_layers(ds, monitor_start="2026-06-01", mask_years=[2023, 2024, 2025], start_doy=152, end_doy=243)
+def _dataset(data: np.ndarray, times: pd.DatetimeIndex, platform: np.ndarray) -> xr.Dataset:
+    """(band, time, y, x) reflectance on a 10 m UTM grid, with each look's platform."""
+    h, w = data.shape[-2:]
+    x = 450000 + (np.arange(w) + 0.5) * 10
+    y = 5680000 - (np.arange(h) + 0.5) * 10
+    return xr.Dataset({b: (("time", "y", "x"), data[i]) for i, b in enumerate(BANDS)},
+                      coords={"time": times, "y": y, "x": x, "platform": ("time", platform)}).rio.write_crs(32651)
+
+
+def _layers(ds, **kw):
+    return forest_burn_layers(ds, monitor_start="2026-06-01", mask_years=[2023, 2024, 2025], start_doy=152, end_doy=243,
+                              **kw)
 
 
 @pytest.mark.parametrize("backend", ["numpy", "dask"])
@@ -120,11 +126,7 @@ def _small_clearing_scene(haze_strip: bool = False):
         data[:, k] = FOREST[:, None, None] * (1 - frac) + CLEARED[:, None, None] * frac + rng.normal(0, 0.003, (len(BANDS),) + shape)
         if haze_strip and t in hazy_days:
             data[:, k] += haze[:, None, None] * strip[None]
-    x = 450000 + (np.arange(shape[1]) + 0.5) * 10
-    y = 5680000 - (np.arange(shape[0]) + 0.5) * 10
-    ds = xr.Dataset({b: (("time", "y", "x"), data[i]) for i, b in enumerate(BANDS)},
-                    coords={"time": times, "y": y, "x": x, "platform": ("time", np.full(len(times), "sentinel-2b"))})
-    return ds.rio.write_crs(32651), cut, strip
+    return _dataset(data, times, np.full(len(times), "sentinel-2b")), cut, strip
 
 
 @pytest.mark.parametrize("backend", ["numpy", "dask"])
@@ -143,8 +145,7 @@ def test_a_small_clearing_keeps_its_edge_where_the_20m_bands_blur_it(backend):
     assert (confirmed & cut).sum() >= 24 and not (confirmed & ~cut).any()
     a = forest_burn_alerts(lay, landscape_id="x").query("kind == 'forest_loss'")
     assert len(a) == 1 and a["n_pixels"].iloc[0] == 50 and a.area_ha.iloc[0] == pytest.approx(0.5)
-    old = forest_burn_layers(ds, monitor_start="2026-06-01", mask_years=[2023, 2024, 2025], start_doy=152, end_doy=243,
-                             thresholds=ChainThresholds(edge_nbr_fraction=10.0)).compute()
+    old = _layers(ds, thresholds=ChainThresholds(edge_nbr_fraction=10.0)).compute()
     assert len(forest_burn_alerts(old, landscape_id="x").query("kind == 'forest_loss'")) == 0
 
 
@@ -157,7 +158,6 @@ def test_haze_beside_a_clearing_does_not_join_it():
     ds, cut, strip = _small_clearing_scene(haze_strip=True)
     a = forest_burn_alerts(_layers(ds).compute(), landscape_id="x").query("kind == 'forest_loss'")
     assert len(a) == 1 and a["n_pixels"].iloc[0] == 50
-    loose = forest_burn_layers(ds, monitor_start="2026-06-01", mask_years=[2023, 2024, 2025], start_doy=152, end_doy=243,
-                               thresholds=ChainThresholds(edge_max_blue_red=10.0)).compute()
+    loose = _layers(ds, thresholds=ChainThresholds(edge_max_blue_red=10.0)).compute()
     b = forest_burn_alerts(loose, landscape_id="x").query("kind == 'forest_loss'")
     assert len(b) == 1 and b["n_pixels"].iloc[0] == 50 + strip.sum()

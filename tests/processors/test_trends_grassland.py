@@ -160,7 +160,6 @@ def test_grassland_alerts_grow_significant_patches_into_weaker_evidence():
 def _steppe_looks(rng, *, years=range(2020, 2027), doys=(190, 205, 220, 235), slope=-0.03, h=10, w=12):
     """Peak-window NDVI looks of a steppe: the left half declining ``slope`` a year, the right stable,
     noise 0.01; no seasonal curve (flat peak window)."""
-    years = list(years)
     times, vals = [], []
     trend = np.zeros((h, w), np.float32)
     trend[:, : w // 2] = slope
@@ -168,7 +167,7 @@ def _steppe_looks(rng, *, years=range(2020, 2027), doys=(190, 205, 220, 235), sl
         for doy in doys:
             times.append(pd.Timestamp(year, 1, 1) + pd.Timedelta(days=doy - 1))
             vals.append((0.62 + trend * i + rng.normal(0, 0.01, (h, w))).astype(np.float32))
-    return xr.DataArray(np.stack(vals), dims=("time", "y", "x"), coords={"time": pd.DatetimeIndex(times)}), years
+    return xr.DataArray(np.stack(vals), dims=("time", "y", "x"), coords={"time": pd.DatetimeIndex(times)})
 
 
 def test_drop_low_outliers_removes_cloud_leaks_only(backend):
@@ -178,7 +177,7 @@ def test_drop_low_outliers_removes_cloud_leaks_only(backend):
     from processors.grassland import drop_low_outliers
 
     rng = np.random.default_rng(7)
-    nd, _ = _steppe_looks(rng)
+    nd = _steppe_looks(rng)
     v = nd.values.copy()
     v[5, 2, 8] -= 0.25  # leak on a stable pixel
     v[9, 3, 2] -= 0.25  # leak on a declining pixel
@@ -207,7 +206,7 @@ def test_cloud_leaks_no_longer_hide_a_degrading_trend(backend):
     trend on many pixels and put false ones on the stable half; with them dropped (the default) every
     pixel is classed as it should be."""
     rng = np.random.default_rng(11)
-    nd, _ = _steppe_looks(rng, slope=-0.012)
+    nd = _steppe_looks(rng, slope=-0.012)
     v = nd.values.copy()
     for k in (1, 14, 21):  # one look in 2020, 2023 and 2025
         v[k] -= 0.3
