@@ -18,6 +18,7 @@ import hashlib
 import io
 import json
 import logging
+import math
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -498,8 +499,10 @@ def _save_state(url: str, store: CubeStore, key: str, st: ForestBurnState, diges
 
 
 def _advance_strip(url: str, store: CubeStore, ds: xr.Dataset, *, key: str, season0: dt.date,
-                   base_years: list[int], thresholds: ChainThresholds) -> tuple[ForestBurnState, str, int]:
-    """Bring the state at ``url`` (the rows of ``ds``) up to the last observation of ``ds``."""
+                   base_years: list[int], thresholds: ChainThresholds, reference: xr.DataArray
+                   ) -> tuple[ForestBurnState, str, int]:
+    """Bring the state at ``url`` (the rows of ``ds``; ``reference``: their forest mask) up to the last
+    observation of ``ds``."""
     st, digest = _load_state(url, store, key)
     t = pd.DatetimeIndex(ds["time"].values)
     secs = t.values.astype("datetime64[s]").astype(np.int64)
@@ -524,8 +527,8 @@ def _advance_strip(url: str, store: CubeStore, ds: xr.Dataset, *, key: str, seas
         d = np.abs(doy[:, None] - doy[batch][None, :])
         near = (np.minimum(d, 365 - d) <= thresholds.window_days).any(axis=1)
         part = ds.isel(time=np.concatenate([np.nonzero(is_base & near)[0], batch]))
-        advance(st, observation_layers(part, monitor_start=season0.isoformat(), thresholds=thresholds).compute(),
-                thresholds)
+        advance(st, observation_layers(part, monitor_start=season0.isoformat(), thresholds=thresholds,
+                                       reference=reference).compute(), thresholds)
     if len(todo) or how != "updated":
         _save_state(url, store, key, st, _history_digest(ds, st.through))
     return st, how, len(todo)
@@ -546,17 +549,19 @@ def forest_burn_nightly(store: CubeStore, ds: xr.Dataset, *, season0: dt.date, y
     pages are handed back after each strip: memory stays bounded by the strip, not the landscape.
     """
     key = _state_key(season0, base_years, thresholds)
-    strips = state_strips((ds.sizes["y"], ds.sizes["x"]), strip_bytes, strip_align)
+    # strips start on the tiles of the season's phenology reference, so each sees the tiles the whole grid does
+    strips = state_strips((ds.sizes["y"], ds.sizes["x"]), strip_bytes,
+                          math.lcm(strip_align, thresholds.reference_tile_px))
     if len(strips) == 1:
         st, how, n = _advance_strip(_state_url(store, year), store, ds, key=key, season0=season0,
-                                    base_years=base_years, thresholds=thresholds)
+                                    base_years=base_years, thresholds=thresholds, reference=forest)
         return state_layers(st, forest, thresholds), f"forest/burn state {how}: {n} new observation(s)"
     out: xr.Dataset | None = None
     hows: dict[str, int] = {}
     n = 0
     for rows in strips:
         st, how, k = _advance_strip(_state_url(store, year, rows), store, ds.isel(y=rows), key=key, season0=season0,
-                                    base_years=base_years, thresholds=thresholds)
+                                    base_years=base_years, thresholds=thresholds, reference=forest.isel(y=rows))
         how = "unchanged" if how == "updated" and not k else how.split(" (")[0]
         hows[how] = hows.get(how, 0) + 1
         n = max(n, k)

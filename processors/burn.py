@@ -6,7 +6,7 @@ import numpy as np
 import xarray as xr
 
 __all__ = ["dnbr", "rdnbr", "severity_classes", "burn_signature", "fire_like", "burn_severity_at_detection",
-           "drop_from_previous",
+           "drop_from_previous", "phenology_corrected",
            "SEVERITY_BREAKS", "SEVERITY_NAMES"]
 
 #: Key & Benson (2006) dNBR class breaks
@@ -78,10 +78,12 @@ def burn_signature(pre: xr.Dataset, post: xr.Dataset, *, max_swir16_rise: float 
     return out
 
 
-def _pre_post_block(nbr: np.ndarray, detected: np.ndarray, secs: np.ndarray | None = None,
-                    fine: np.ndarray | None = None, post_fine_s: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+def _pre_post_block(nbr: np.ndarray, detected: np.ndarray, exp: np.ndarray | None = None, *,
+                    secs: np.ndarray | None = None, fine: np.ndarray | None = None,
+                    post_fine_s: float = 0.0) -> tuple[np.ndarray, ...]:
     """For each pixel: NBR of the last clear observation before the first detection, and at it (or at
-    the first clear ``fine`` observation within ``post_fine_s`` seconds of it, when given)."""
+    the first clear ``fine`` observation within ``post_fine_s`` seconds of it, when given); with
+    ``exp``, also the values of ``exp`` at those two observations."""
     t = nbr.shape[-1]
     det = detected > 0.5
     has = det.any(axis=-1)
@@ -93,11 +95,24 @@ def _pre_post_block(nbr: np.ndarray, detected: np.ndarray, secs: np.ndarray | No
         cand = (np.isfinite(nbr) & np.asarray(fine, bool) & (idx >= k[..., None])
                 & (secs - secs[k][..., None] <= post_fine_s))
         k = np.where(cand.any(axis=-1), cand.argmax(axis=-1), k)
-    post = np.take_along_axis(nbr, k[..., None], axis=-1)[..., 0]
-    pre = np.take_along_axis(nbr, np.maximum(last, 0)[..., None], axis=-1)[..., 0]
-    pre = np.where(has & (last >= 0), pre, np.nan)
-    post = np.where(has, post, np.nan)
-    return pre, post
+    pre_ok = has & (last >= 0)
+
+    def at(x: np.ndarray, i: np.ndarray, ok: np.ndarray) -> np.ndarray:
+        return np.where(ok, np.take_along_axis(x, i[..., None], axis=-1)[..., 0], np.nan)
+
+    out = (at(nbr, np.maximum(last, 0), pre_ok), at(nbr, k, has))
+    if exp is not None:
+        out += (at(exp, np.maximum(last, 0), pre_ok), at(exp, k, has))
+    return out
+
+
+def phenology_corrected(d, offset):
+    """dNBR less the change the season alone made between the pre- and post-fire looks
+    (``offset``: expected NBR at the pre-fire look minus at the post-fire one); ``d`` where the
+    offset is unknown. NumPy or xarray; float32."""
+    if isinstance(d, xr.DataArray):
+        return (d - offset).where(offset.notnull(), d).astype(np.float32)
+    return np.where(np.isfinite(offset), d - offset, d).astype(np.float32)
 
 
 def fire_like(nbr_drop: xr.DataArray, swir16_drop: xr.DataArray, visible: xr.DataArray, *, mndwi: xr.DataArray | None = None,
@@ -123,7 +138,8 @@ def fire_like(nbr_drop: xr.DataArray, swir16_drop: xr.DataArray, visible: xr.Dat
 
 
 def burn_severity_at_detection(nbr_series: xr.DataArray, detected: xr.DataArray, *,
-                               fine: xr.DataArray | None = None, post_fine_days: float = 3.0) -> xr.Dataset:
+                               fine: xr.DataArray | None = None, post_fine_days: float = 3.0,
+                               expected: xr.DataArray | None = None) -> xr.Dataset:
     """dNBR from the nearest clear observations on each side of each pixel's first detection.
 
     Parameters
@@ -137,26 +153,43 @@ def burn_severity_at_detection(nbr_series: xr.DataArray, detected: xr.DataArray,
         (Landsat's 30 m pixels average a patchy burn's 10 m severities), the first clear fine look
         within ``post_fine_days`` of it gives the post-fire NBR instead: the char has not
         changed in a few days (regrowth starts after one to two weeks).
+    expected : DataArray (time, y, x), optional
+        The NBR each pixel would have at each look had nothing happened
+        (:func:`processors.chain.observation_layers`' ``nbr_expected``). The pre-fire look may be
+        weeks before the fire, in a green-up that raises the NBR by 0.1 in two weeks: dNBR is then
+        less the expected change between the two looks (:func:`phenology_corrected`; the dNBR
+        offset of Key 2006 and Parks et al. 2018, from the pixel's own baseline and the unburned
+        forest around it rather than from one ring around the fire).
 
     Returns
     -------
     Dataset with ``pre_nbr``, ``post_nbr``, ``dnbr``, ``rdnbr`` and ``severity`` (classes) over (y, x).
     """
     a, b = xr.align(nbr_series, detected, join="exact")
+    args = [a, b.fillna(0)]
+    if expected is not None:
+        args.append(xr.align(a, expected, join="exact")[1])
     if a.chunks is not None:
-        a, b = a.chunk({"time": -1}), b.chunk({"time": -1})
+        args = [x.chunk({"time": -1}) for x in args]
     kw = {}
     if fine is not None:
         from .forest import time_axes
 
         kw = {"secs": time_axes(a["time"].values)[1], "post_fine_s": float(post_fine_days) * 86400.0,
               "fine": np.asarray(fine.sel(time=a["time"]).values, dtype=bool)}
-    pre, post = xr.apply_ufunc(_pre_post_block, a, b.fillna(0), input_core_dims=[["time"], ["time"]], kwargs=kw,
-                               output_core_dims=[[], []], dask="parallelized", output_dtypes=[np.float32, np.float32])
+    n_out = 2 if expected is None else 4
+    res = xr.apply_ufunc(_pre_post_block, *args, input_core_dims=[["time"]] * len(args), kwargs=kw,
+                         output_core_dims=[[]] * n_out, dask="parallelized", output_dtypes=[np.float32] * n_out)
+    pre, post = res[0].astype(np.float32), res[1].astype(np.float32)
     d = dnbr(pre, post)
-    return xr.Dataset({"pre_nbr": pre.astype(np.float32).assign_attrs(long_name="pre-fire NBR", units="1"),
-                       "post_nbr": post.astype(np.float32).assign_attrs(long_name="post-fire NBR", units="1"),
-                       "dnbr": d, "rdnbr": rdnbr(pre.astype(np.float32), d), "severity": severity_classes(d)})
+    if expected is not None:
+        d = phenology_corrected(d, (res[2].astype(np.float32) - res[3].astype(np.float32)))
+        d.name = "dnbr"
+        d.attrs = {"long_name": "differenced normalized burn ratio (pre - post), less the season's change "
+                                "between the two looks", "units": "1"}
+    return xr.Dataset({"pre_nbr": pre.assign_attrs(long_name="pre-fire NBR", units="1"),
+                       "post_nbr": post.assign_attrs(long_name="post-fire NBR", units="1"),
+                       "dnbr": d, "rdnbr": rdnbr(pre, d), "severity": severity_classes(d)})
 
 
 def _drop_from_previous_block(x: np.ndarray) -> np.ndarray:

@@ -20,7 +20,7 @@ import pandas as pd
 import xarray as xr
 
 from .burn import SEVERITY_NAMES, burn_severity_at_detection, drop_from_previous, fire_like
-from .forest import CONFIRMED, PROBABLE, forest_baseline, loss_status, seasonal_anomaly
+from .forest import CONFIRMED, PROBABLE, forest_baseline, loss_status, seasonal_anomaly, tile_median
 from .indices import mndwi, nbr, ndvi
 from .vectorize import Patches, _numpy, vectorize_alerts
 from .water import EDGE_M
@@ -50,6 +50,10 @@ class ChainThresholds:
     burn_mmu_ha: float = 1.0
     burn_core_ha: float = 0.25  #: a fire has a core of at least moderate severity (dNBR >= 0.27)
     burn_post_fine_days: float = 3.0  #: a 10-20 m look this soon after a 30 m detection gives the post-fire NBR
+    #: this season's phenology against the baseline years' is read from the undisturbed reference (forest)
+    #: pixels of square tiles this many pixels a side (a multiple of it must divide the nightly state's strips) ...
+    reference_tile_px: int = 256
+    reference_min_px: int = 100  #: ... that have at least this many clear undisturbed pixels at a look
     #: a burn patch keeps the pixels first detected from this many days before its core's median date ...
     fire_days_before: int = 30
     fire_days_after: int = 60  #: ... to this many days after it (a fire burns for days, not seasons)
@@ -60,15 +64,23 @@ FINE_NORMAL_ATTRS = {"long_name": "confirmed loss whose every clear 10-20 m look
                      "units": "1"}
 
 
-def observation_layers(ds: xr.Dataset, *, monitor_start: str, thresholds: ChainThresholds = ChainThresholds()
-                       ) -> xr.Dataset:
+def observation_layers(ds: xr.Dataset, *, monitor_start: str, thresholds: ChainThresholds = ChainThresholds(),
+                       reference: xr.DataArray | None = None) -> xr.Dataset:
     """The stateless layers of each observation from ``monitor_start`` on, lazily.
 
     ``ds`` holds the baseline years (for the same-season anomaly) and the observations to process.
     :func:`forest_burn_layers` runs them over a season at once; :mod:`processors.incremental` feeds
     them to a per-pixel state night by night.
     Returns a Dataset (time, y, x): ``fire`` and ``loss`` (1/0/NaN), ``weak`` (bool, 10 m platforms
-    only), ``nbr``, ``visible`` and ``nbr_broad`` (the inputs of the stateful steps).
+    only), ``nbr``, ``visible``, ``nbr_broad``, ``nbr_dev`` and ``nbr_expected`` (the inputs of the
+    stateful steps).
+
+    ``nbr_expected`` is the NBR a pixel would have at the look if nothing happened to it: its
+    same-season baseline, moved by how far this season's phenology runs from the baseline years'
+    (a late green-up, an early autumn) - the median anomaly of the clear, undisturbed ``reference``
+    pixels (the forest mask; every pixel when not given) of its tile
+    (``thresholds.reference_tile_px``) at that look. ``nbr_dev`` is ``nbr - nbr_expected``. NaN where
+    the look, the baseline or the reference is missing.
     """
     th = thresholds
     nd = ndvi(ds["red"], ds["nir"])
@@ -90,6 +102,14 @@ def observation_layers(ds: xr.Dataset, *, monitor_start: str, thresholds: ChainT
     soil_like = mon["blue"] <= th.edge_max_blue_red * mon["red"]
     edge = (d_nd >= th.forest_ndvi_drop) & (d_nb >= th.edge_nbr_fraction * th.forest_nbr_drop) & soil_like
     weak = (weak | edge).where(observed, False)
+    # this season's phenology: in a green-up ten days late, every pixel sits below its baseline, by
+    # as much as a low-severity burn; the undisturbed reference pixels around it show by how much
+    quiet = (fire != 1) & (loss != 1)
+    if reference is not None:
+        quiet = quiet & reference.astype(bool)
+    season = tile_median(d_nb.where(quiet), th.reference_tile_px, min_count=th.reference_min_px)
+    dev = (season - d_nb).astype(np.float32)  # the NBR minus (its baseline minus the season's anomaly)
+    nb_mon = nb.sel(time=d_nb["time"])
     # the 10-20 m looks (Sentinel-2); without platforms, every look counts as one
     fine = np.ones(d_nb.sizes["time"], bool)
     if "platform" in ds.coords and ds["platform"].ndim == 1:
@@ -97,7 +117,8 @@ def observation_layers(ds: xr.Dataset, *, monitor_start: str, thresholds: ChainT
     fine = xr.DataArray(fine, dims="time", coords={"time": d_nb["time"]})
     # edges are judged at 10 m: Landsat's 30 m pixels would smear a clearing by up to 20 m
     weak = weak & fine
-    return xr.Dataset({"fire": fire, "loss": loss, "weak": weak, "fine": fine, "nbr": nb.sel(time=d_nb["time"]),
+    return xr.Dataset({"fire": fire, "loss": loss, "weak": weak, "fine": fine, "nbr": nb_mon,
+                       "nbr_dev": dev, "nbr_expected": (nb_mon - dev).astype(np.float32),
                        # severity on Key & Benson's own scale: NBR with the broad NIR (TM band 4 ~ MSI B08)
                        "visible": visible, "nbr_broad": nbr(mon["nir"], mon["swir22"])})
 
@@ -133,15 +154,20 @@ def forest_burn_layers(ds: xr.Dataset, *, monitor_start: str, mask_years: list[i
     nb = nbr(ds["nir08"], ds["swir22"])
     forest = forest_mask if forest_mask is not None else forest_baseline(
         nd, nb, years=mask_years, start_doy=start_doy, end_doy=end_doy)
-    obs = observation_layers(ds, monitor_start=monitor_start, thresholds=th)  # the per-observation layers
+    # the per-observation layers; the forest is the reference of the season's phenology
+    obs = observation_layers(ds, monitor_start=monitor_start, thresholds=th, reference=forest)
     fire = obs["fire"]
     all_vis = (ds["blue"] + ds["green"] + ds["red"]) / 3
-    step = drop_from_previous(nb).sel(time=fire["time"])
+    # the abrupt drop since the previous clear look, less the season's course between the two looks
+    # (the NBR's own drop where the deviation from the expected NBR is unknown at either)
+    dev_step = drop_from_previous(obs["nbr_dev"])
+    step = dev_step.where(dev_step.notnull(), drop_from_previous(nb).sel(time=fire["time"]))
     vstep = drop_from_previous(all_vis).sel(time=fire["time"])
     trigger = ((step >= th.burn_step_drop) & (abs(vstep) <= th.max_visible_step)).astype(np.float32)
     burn = loss_status(fire, trigger=trigger, confirm=th.confirm, of_next=th.of_next, within_days=th.within_days)
     first_obs = (fire["time"] == burn["first_detected"]).astype(np.float32)
-    sev = burn_severity_at_detection(obs["nbr_broad"], first_obs, fine=obs["fine"], post_fine_days=th.burn_post_fine_days)
+    sev = burn_severity_at_detection(obs["nbr_broad"], first_obs, fine=obs["fine"], post_fine_days=th.burn_post_fine_days,
+                                     expected=obs["nbr_expected"])
     burned = burn["status"] == CONFIRMED
 
     status = loss_status(obs["loss"].where(forest & ~burned), confirm=th.confirm, of_next=th.of_next,

@@ -12,13 +12,15 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import xarray as xr
 
 from .seasons import in_window
 
-__all__ = ["forest_baseline", "nanquantile_time", "seasonal_anomaly", "loss_status", "status_init", "status_step", "time_axes",
+__all__ = ["forest_baseline", "nanquantile_time", "seasonal_anomaly", "tile_median", "loss_status", "status_init", "status_step", "time_axes",
            "seconds_to_time", "NONE", "PROBABLE", "CONFIRMED", "WITHDRAWN",
            "STATUS_NAMES"]
 
@@ -104,6 +106,23 @@ def seasonal_anomaly(index: xr.DataArray, *, start: str, window_days: int = 15, 
     res.attrs = {"long_name": f"drop of {index.name or 'the index'} below its same-season baseline (±{window_days} d)",
                  "units": "1"}
     return res
+
+
+def tile_median(x: xr.DataArray, tile: int, *, min_count: int = 1) -> xr.DataArray:
+    """Median of the finite values of ``x`` over square tiles of ``tile`` pixels, per time, broadcast
+    back to the pixels of each tile; NaN where a tile has fewer than ``min_count`` values.
+
+    Tiles are anchored at the grid's first row and column, so any band of rows that starts at a
+    multiple of ``tile`` gets the same tiles, and the same medians, as the whole grid. Lazy on dask.
+    """
+    c = x.coarsen(y=tile, x=tile, boundary="pad")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "All-NaN slice", RuntimeWarning)
+        med = c.median().where(c.count() >= min_count).astype(np.float32)
+    iy = xr.DataArray(np.arange(x.sizes["y"]) // tile, dims="y")
+    ix = xr.DataArray(np.arange(x.sizes["x"]) // tile, dims="x")
+    out = med.drop_vars([v for v in ("y", "x") if v in med.coords]).isel(y=iy, x=ix)
+    return out.assign_coords(y=x["y"], x=x["x"]).transpose(*x.dims)
 
 
 def status_init(shape: tuple[int, ...]) -> dict[str, np.ndarray]:

@@ -4,10 +4,11 @@
 DIST-ALERT works this way: a night's cost depends on the scenes that arrived, not on how long the
 season has run. The season-long chain needs, per pixel, only
 
-- the previous clear NBR and visible brightness (the abrupt-drop trigger of a fire);
+- the previous clear NBR, its deviation from the expected NBR, and the visible brightness (the
+  abrupt-drop trigger of a fire);
 - the two state machines of :func:`processors.forest.status_step` (burn scar and forest loss);
-- the last clear broad-NIR NBR of the season, and the pre- and post-fire NBR at the current
-  burn detection (severity);
+- the last clear broad-NIR NBR of the season and the expected NBR at it, and both at the pre- and
+  post-fire looks of the current burn detection (severity);
 - the count of weak-evidence observations (the hysteresis of confirmed clearings);
 - the clear 10-20 m looks since the current loss detection, and the anomalous ones among them.
 
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
-from .burn import severity_classes
+from .burn import phenology_corrected, severity_classes
 from .chain import FINE_NORMAL_ATTRS, ChainThresholds, observation_layers
 from .forest import CONFIRMED, seconds_to_time, status_step, time_axes
 from .indices import nbr
@@ -37,7 +38,8 @@ __all__ = ["ForestBurnState", "observation_layers", "prime", "advance", "state_l
 
 #: per-pixel state arrays and their dtypes (the dtypes of the season-long chain's own intermediates)
 STATE_DTYPES: dict[str, str] = {
-    "prev_nbr": "float64", "prev_visible": "float64", "prev_nbr_broad": "float32",
+    "prev_nbr": "float64", "prev_dev": "float64", "prev_visible": "float64", "prev_nbr_broad": "float32",
+    "prev_expected": "float32", "burn_pre_expected": "float32", "burn_post_expected": "float32",
     "burn_status": "int8", "burn_first": "float64", "burn_cand": "float64", "burn_seen": "int16",
     "burn_hits": "int16", "burn_pre": "float32", "burn_post": "float32", "burn_post_fine": "int8",
     "forest_status": "int8", "forest_first": "float64", "forest_cand": "float64", "forest_seen": "int16",
@@ -95,13 +97,17 @@ def advance(state: ForestBurnState, obs: xr.Dataset, thresholds: ChainThresholds
     a = state.arrays
     fire, loss, weak = obs["fire"].values, obs["loss"].values, obs["weak"].values
     nb, vis, nbb = obs["nbr"].values, obs["visible"].values, obs["nbr_broad"].values
+    dev, ex = obs["nbr_dev"].values, obs["nbr_expected"].values
     fine = obs["fine"].values.astype(bool) if "fine" in obs else np.ones(len(days), bool)
     post_fine_s = th.burn_post_fine_days * 86400.0
     burn, forest = state.machine("burn"), state.machine("forest")
     kw = {"confirm": th.confirm, "of_next": th.of_next, "within_days": th.within_days}
     for k in range(len(days)):
-        # the fire trigger: an abrupt NBR drop since the previous clear look, the visible barely changed
-        step = (a["prev_nbr"] - nb[k]).astype(np.float32)
+        # the fire trigger: an abrupt NBR drop since the previous clear look, less the season's course
+        # (the NBR's own drop where the deviation is unknown at either look), the visible barely changed
+        step = (a["prev_dev"] - dev[k]).astype(np.float32)
+        step = np.where(np.isfinite(step), step, (a["prev_nbr"] - nb[k]).astype(np.float32))
+        a["prev_dev"] = np.where(np.isfinite(dev[k]), dev[k], a["prev_dev"])
         vstep = (a["prev_visible"] - vis[k]).astype(np.float32)
         a["prev_nbr"] = np.where(np.isfinite(nb[k]), nb[k], a["prev_nbr"])
         a["prev_visible"] = np.where(np.isfinite(vis[k]), vis[k], a["prev_visible"])
@@ -111,11 +117,14 @@ def advance(state: ForestBurnState, obs: xr.Dataset, thresholds: ChainThresholds
         # the first clear 10-20 m look within burn_post_fine_days of a 30 m detection
         seen = np.isfinite(nbb[k])
         a["burn_pre"] = np.where(new, a["prev_nbr_broad"], a["burn_pre"]).astype(np.float32)
+        a["burn_pre_expected"] = np.where(new, a["prev_expected"], a["burn_pre_expected"]).astype(np.float32)
         upgrade = (~new & fine[k] & seen & (a["burn_post_fine"] == 0) & np.isfinite(burn["first"])
                    & (secs[k] - burn["first"] <= post_fine_s))
         a["burn_post"] = np.where(new | upgrade, nbb[k], a["burn_post"]).astype(np.float32)
+        a["burn_post_expected"] = np.where(new | upgrade, ex[k], a["burn_post_expected"]).astype(np.float32)
         a["burn_post_fine"] = np.where(new, fine[k] & seen, a["burn_post_fine"] | upgrade).astype(np.int8)
-        a["prev_nbr_broad"] = np.where(np.isfinite(nbb[k]), nbb[k], a["prev_nbr_broad"]).astype(np.float32)
+        a["prev_expected"] = np.where(seen, ex[k], a["prev_expected"]).astype(np.float32)
+        a["prev_nbr_broad"] = np.where(seen, nbb[k], a["prev_nbr_broad"]).astype(np.float32)
         new_f = status_step(forest, loss[k], np.ones_like(loss[k]), days[k], secs[k], **kw)
         # the 10-20 m looks since the current loss detection, and the anomalous ones among them
         f_seen = fine[k] & np.isfinite(loss[k])
@@ -145,7 +154,8 @@ def state_layers(state: ForestBurnState, forest: xr.DataArray, thresholds: Chain
 
     f_status = np.where(keep, a["forest_status"], 0).astype(np.int8)
     f_first = np.where(keep, seconds_to_time(a["forest_first"]), np.datetime64("NaT", "ns"))
-    d = (a["burn_pre"] - a["burn_post"]).astype(np.float32)
+    d = phenology_corrected((a["burn_pre"] - a["burn_post"]).astype(np.float32),
+                            (a["burn_pre_expected"] - a["burn_post_expected"]).astype(np.float32))
     d = np.where(np.isfinite(a["burn_first"]), d, np.nan).astype(np.float32)
     sev = severity_classes(like.copy(data=d)).values
     w = th.weak_fraction
@@ -163,6 +173,6 @@ def state_layers(state: ForestBurnState, forest: xr.DataArray, thresholds: Chain
         "burn_first": lay(seconds_to_time(a["burn_first"]),
                           long_name="first anomalous clear observation of the current event"),
         "dnbr": lay(np.where(burned, d, np.nan).astype(np.float32), long_name="differenced normalized burn ratio "
-                    "(pre - post)", units="1"),
+                    "(pre - post), less the season's change between the two looks", units="1"),
         "severity": lay(np.where(burned, sev, -1).astype(np.int8)),
     })

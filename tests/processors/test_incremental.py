@@ -25,6 +25,8 @@ from .test_chain_accuracy import khingan_ds  # noqa: F401  (module fixture)
 
 SEASON0 = "2026-04-01"
 BASE = [2023, 2024, 2025]
+#: tiles of the season's phenology reference smaller than the window (162 x 161 px), so several meet
+TH = ChainThresholds(reference_tile_px=64)
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +40,7 @@ def season(khingan_ds):  # noqa: F811
     ds = ds.isel(time=np.nonzero(np.asarray(keep))[0])
     w = season_windows(land.shape.centroid.y)
     batch = forest_burn_layers(ds, monitor_start=SEASON0, mask_years=BASE, start_doy=w.growing_start_doy,
-                               end_doy=w.growing_end_doy)
+                               end_doy=w.growing_end_doy, thresholds=TH)
     return ds, batch.compute()
 
 
@@ -49,7 +51,7 @@ def _roundtrip(st: ForestBurnState) -> ForestBurnState:
         return ForestBurnState({k: z[k] for k in st.arrays}, through=st.through, n_obs=st.n_obs)
 
 
-def _nightly(ds, cuts):
+def _nightly(ds, cuts, forest):
     t = pd.DatetimeIndex(ds["time"].values)
     season = np.asarray(t >= pd.Timestamp(SEASON0))
     base = np.nonzero(np.asarray(t.year.isin(BASE)))[0]
@@ -58,8 +60,9 @@ def _nightly(ds, cuts):
     prime(st, ds.isel(time=np.nonzero(~season)[0]))
     for part in np.split(mon, cuts):
         st = _roundtrip(st)  # saved and loaded between nights
-        obs = observation_layers(ds.isel(time=np.concatenate([base, part])), monitor_start=SEASON0)
-        advance(st, obs.compute(), ChainThresholds())
+        obs = observation_layers(ds.isel(time=np.concatenate([base, part])), monitor_start=SEASON0, thresholds=TH,
+                                 reference=forest)
+        advance(st, obs.compute(), TH)
     return st
 
 
@@ -70,8 +73,8 @@ def test_nightly_state_equals_the_season_long_chain(season, seed):
     rng = np.random.default_rng(seed)
     # nights of one, a few, or many observations
     cuts = np.sort(rng.choice(np.arange(1, n), size=min(n - 1, [n - 1, 12, 3][seed]), replace=False))
-    st = _nightly(ds, cuts)
-    got = state_layers(st, batch["forest"])
+    st = _nightly(ds, cuts, batch["forest"])
+    got = state_layers(st, batch["forest"], TH)
     assert st.n_obs == n
     for v in batch.data_vars:
         a, b = batch[v].values, got[v].values
@@ -113,7 +116,7 @@ def test_the_state_in_strips_equals_the_season_long_chain(season, tmp_path):
     t = pd.DatetimeIndex(ds["time"].values)
     mid = int(np.nonzero(np.asarray(t >= pd.Timestamp(SEASON0)))[0][5])
     kw = {"season0": pd.Timestamp(SEASON0).date(), "year": 2026, "base_years": BASE,
-          "thresholds": ChainThresholds(), "forest": batch["forest"], "strip_bytes": strip,
+          "thresholds": TH, "forest": batch["forest"], "strip_bytes": strip,
           "strip_align": 64}
     forest_burn_nightly(store, ds.isel(time=slice(0, mid)), **kw)
     files = sorted((tmp_path / "forest.state").glob("forest-burn-2026-rows*.npz.zst"))
