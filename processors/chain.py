@@ -54,6 +54,9 @@ class ChainThresholds:
     #: pixels of square tiles this many pixels a side (a multiple of it must divide the nightly state's strips) ...
     reference_tile_px: int = 256
     reference_min_px: int = 100  #: ... that have at least this many clear undisturbed pixels at a look
+    #: ... and at least this share of their clear reference pixels undisturbed (a big fire, or a green-up so
+    #: late that the whole tile reads fire-like, leaves no reference to read: the NBR itself is used then)
+    reference_min_share: float = 0.67
     #: a burn patch keeps the pixels first detected from this many days before its core's median date ...
     fire_days_before: int = 30
     fire_days_after: int = 60  #: ... to this many days after it (a fire burns for days, not seasons)
@@ -104,10 +107,10 @@ def observation_layers(ds: xr.Dataset, *, monitor_start: str, thresholds: ChainT
     weak = (weak | edge).where(observed, False)
     # this season's phenology: in a green-up ten days late, every pixel sits below its baseline, by
     # as much as a low-severity burn; the undisturbed reference pixels around it show by how much
-    quiet = (fire != 1) & (loss != 1)
-    if reference is not None:
-        quiet = quiet & reference.astype(bool)
-    season = tile_median(d_nb.where(quiet), th.reference_tile_px, min_count=th.reference_min_px)
+    ref = d_nb.notnull() if reference is None else d_nb.notnull() & reference.astype(bool)
+    quiet = ref & (fire != 1) & (loss != 1)
+    season = tile_median(d_nb.where(quiet), th.reference_tile_px, min_count=th.reference_min_px, of=ref,
+                         min_share=th.reference_min_share)
     dev = (season - d_nb).astype(np.float32)  # the NBR minus (its baseline minus the season's anomaly)
     nb_mon = nb.sel(time=d_nb["time"])
     # the 10-20 m looks (Sentinel-2); without platforms, every look counts as one

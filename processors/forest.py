@@ -108,21 +108,35 @@ def seasonal_anomaly(index: xr.DataArray, *, start: str, window_days: int = 15, 
     return res
 
 
-def tile_median(x: xr.DataArray, tile: int, *, min_count: int = 1) -> xr.DataArray:
+def tile_median(x: xr.DataArray, tile: int, *, min_count: int = 1, of: xr.DataArray | None = None,
+                min_share: float = 0.0) -> xr.DataArray:
     """Median of the finite values of ``x`` over square tiles of ``tile`` pixels, per time, broadcast
-    back to the pixels of each tile; NaN where a tile has fewer than ``min_count`` values.
+    back to the pixels of each tile; NaN where a tile has fewer than ``min_count`` values, or fewer
+    than ``min_share`` of the true pixels of ``of`` (the pixels ``x`` was selected from).
 
     Tiles are anchored at the grid's first row and column, so any band of rows that starts at a
     multiple of ``tile`` gets the same tiles, and the same medians, as the whole grid. Lazy on dask.
     """
+    dims = x.dims
+    x = x.transpose(..., "y", "x")
     c = x.coarsen(y=tile, x=tile, boundary="pad")
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "All-NaN slice", RuntimeWarning)
-        med = c.median().where(c.count() >= min_count).astype(np.float32)
-    iy = xr.DataArray(np.arange(x.sizes["y"]) // tile, dims="y")
-    ix = xr.DataArray(np.arange(x.sizes["x"]) // tile, dims="x")
-    out = med.drop_vars([v for v in ("y", "x") if v in med.coords]).isel(y=iy, x=ix)
-    return out.assign_coords(y=x["y"], x=x["x"]).transpose(*x.dims)
+        n = c.count()
+        enough = n >= min_count
+        if of is not None and min_share > 0:
+            enough = enough & (n >= min_share * of.transpose(..., "y", "x").astype(np.float32)
+                               .coarsen(y=tile, x=tile, boundary="pad").sum())
+        med = c.median().where(enough).astype(np.float32).data
+    ny, nx = x.sizes["y"], x.sizes["x"]
+    if isinstance(med, np.ndarray):
+        full = np.repeat(np.repeat(med, tile, axis=-2), tile, axis=-1)[..., :ny, :nx]
+    else:  # tile by tile, then in the chunks of x (indexing would make one chunk per row and column)
+        import dask.array as dsa
+
+        full = dsa.repeat(dsa.repeat(med, tile, axis=-2), tile, axis=-1)[..., :ny, :nx]
+        full = full.rechunk(x.data.chunks if x.chunks is not None else full.chunks)
+    return x.copy(data=full).rename(None).assign_attrs({}).transpose(*dims)
 
 
 def status_init(shape: tuple[int, ...]) -> dict[str, np.ndarray]:

@@ -1,0 +1,137 @@
+"""Burn severity and the fire trigger in a late green-up: the pre-fire look is two weeks before the
+fire, the forest greens up 0.1 NBR in between, and dNBR (pre - post) reads a burn as lighter than it
+was - a low-severity burn as no burn at all. The season's course, read from the undisturbed forest
+around the fire (the dNBR offset), is taken off."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import rioxarray  # noqa: F401
+import xarray as xr
+
+from processors.burn import burn_severity_at_detection, drop_from_previous, severity_classes
+from processors.chain import forest_burn_layers, observation_layers
+from processors.forest import CONFIRMED, tile_median
+from processors.indices import nbr
+
+BANDS = ("blue", "green", "red", "nir", "nir08", "swir16", "swir22")
+PEAK = np.array([0.020, 0.045, 0.022, 0.330, 0.345, 0.160, 0.070], np.float32)  # larch in summer
+DORMANT = np.array([0.035, 0.045, 0.045, 0.150, 0.160, 0.140, 0.085], np.float32)
+CHAR = np.array([0.030, 0.035, 0.040, 0.075, 0.080, 0.140, 0.130], np.float32)
+FIRE_DAY = pd.Timestamp("2026-06-24")
+SEVERITIES = (0.25, 0.4, 0.6, 0.8, 1.0)  # fraction of the canopy burned, by columns of the scar
+
+
+def _veg(t: pd.Timestamp) -> np.ndarray:
+    """Larch on day ``t``: green-up centred on day 150 in the baseline years, 8 days late in 2026."""
+    centre = 158 if t.year == 2026 else 150
+    g = 1 / (1 + np.exp(-(t.dayofyear - centre) / 6))
+    return DORMANT + (PEAK - DORMANT) * g
+
+
+def _nbr(r: np.ndarray) -> np.ndarray:
+    return (r[3] - r[6]) / (r[3] + r[6])  # broad NIR, as Key & Benson (and the demo's truth)
+
+
+def _scene(shape=(48, 48)):
+    """Larch forest, one Sentinel-2 look every 5 days from April to September of three baseline years
+    and 2026; a 20 x 20 px fire on 24 June 2026, its severity rising by columns. The scar was under
+    cloud for the two looks before the fire: its last clear look is 14 days before it (10 June)."""
+    rng = np.random.default_rng(5)
+    times = pd.DatetimeIndex([d for y in (2023, 2024, 2025, 2026)
+                              for d in pd.date_range(f"{y}-04-01", f"{y}-09-30", freq="5D")])
+    sev = np.zeros(shape, np.float32)
+    for k, s in enumerate(SEVERITIES):
+        sev[14:34, 14 + 4 * k:18 + 4 * k] = s
+    scar = sev > 0
+    data = np.empty((len(BANDS), len(times)) + shape, np.float32)
+    for k, t in enumerate(times):
+        veg = np.broadcast_to(_veg(t)[:, None, None], (len(BANDS),) + shape)
+        f = sev if t >= FIRE_DAY else np.zeros(shape, np.float32)
+        data[:, k] = veg * (1 - f) + CHAR[:, None, None] * f + rng.normal(0, 0.003, (len(BANDS),) + shape)
+        if FIRE_DAY - pd.Timedelta(days=14) < t < FIRE_DAY:
+            data[:, k][:, scar] = np.nan
+    h, w = shape
+    ds = xr.Dataset({b: (("time", "y", "x"), data[i]) for i, b in enumerate(BANDS)},
+                    coords={"time": times, "y": 5680000 - (np.arange(h) + 0.5) * 10,
+                            "x": 450000 + (np.arange(w) + 0.5) * 10,
+                            "platform": ("time", np.full(len(times), "sentinel-2a"))}).rio.write_crs(32651)
+    # the truth: dNBR between the day before the fire and the day after (the demo archive's)
+    before, after = _veg(FIRE_DAY - pd.Timedelta(days=1)), _veg(FIRE_DAY + pd.Timedelta(days=1))
+    truth = np.where(scar, _nbr(before) - _nbr(after[:, None, None] * (1 - sev) + CHAR[:, None, None] * sev), np.nan)
+    return ds, sev, truth.astype(np.float32)
+
+
+def _layers(ds):
+    return forest_burn_layers(ds, monitor_start="2026-04-01", mask_years=[2023, 2024, 2025], start_doy=152,
+                              end_doy=243)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "dask"])
+def test_severity_in_a_late_green_up_is_the_fire_s(backend):
+    ds, sev, truth = _scene()
+    if backend == "dask":
+        ds = ds.chunk({"time": 20, "y": 24, "x": 24}).assign_coords(platform=("time", ds["platform"].values))
+    lay = _layers(ds).compute()
+    scar = sev > 0
+    assert lay["forest"].values.all()
+    # the scar burned, nothing outside it; of the lightest band (dNBR ~0.13, its drop below the baseline
+    # at the 0.10 floor, to noise) at least 90%
+    burned = lay["burn_status"].values == CONFIRMED
+    light = sev == SEVERITIES[0]
+    assert burned[scar & ~light].all() and burned[light].mean() >= 0.9 and not burned[~scar].any()
+    scar &= burned
+    err = lay["dnbr"].values[scar] - truth[scar]
+    assert np.abs(np.median(err)) <= 0.01 and np.percentile(np.abs(err), 95) <= 0.05, np.percentile(err, [5, 50, 95])
+    classes = severity_classes(xr.DataArray(truth)).values
+    assert (lay["severity"].values[scar] == classes[scar]).mean() >= 0.9
+    assert set(np.unique(classes[scar])) >= {1, 2, 3, 4}  # the scar spans the classes
+
+
+def test_without_the_season_s_course_the_burn_reads_lighter():
+    """The same scene through the uncorrected rules: the 14-day green-up takes 0.1 off every dNBR,
+    and the lightest band's drop since its last clear look is under the fire trigger."""
+    ds, sev, truth = _scene()
+    scar = sev > 0
+    obs = observation_layers(ds, monitor_start="2026-04-01")
+    first = (obs["time"] == np.datetime64("2026-06-25")).astype(np.float32) * xr.DataArray(scar, dims=("y", "x"))
+    raw = burn_severity_at_detection(obs["nbr_broad"], first).compute()
+    corrected = burn_severity_at_detection(obs["nbr_broad"], first, expected=obs["nbr_expected"]).compute()
+    assert np.median(raw["dnbr"].values[scar] - truth[scar]) < -0.08
+    assert np.abs(np.median(corrected["dnbr"].values[scar] - truth[scar])) <= 0.01
+    light = sev == SEVERITIES[0]
+    step = drop_from_previous(nbr(ds["nir08"], ds["swir22"])).sel(time="2026-06-25").values
+    dev_step = drop_from_previous(obs["nbr_dev"]).sel(time="2026-06-25").values
+    assert (step[light] < 0.10).all()  # the old trigger misses the light burn ...
+    assert (dev_step[light] >= 0.10).mean() >= 0.9  # ... the season-corrected one catches it (to noise)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "dask"])
+def test_tile_median(backend):
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(3, 10, 7)).astype(np.float32)
+    a[0, :4, :4][a[0, :4, :4] > 0] = np.nan  # a tile with half its values missing
+    a[1, 8:, 4:] = np.nan  # a tile with none
+    x = xr.DataArray(a, dims=("time", "y", "x"), coords={"y": np.arange(10.0), "x": np.arange(7.0)})
+    if backend == "dask":
+        x = x.chunk({"time": 1, "y": 3, "x": 4})
+    m = tile_median(x, 4, min_count=3)
+    assert m.dims == x.dims and m.shape == x.shape and m.dtype == np.float32
+    assert (backend == "dask") == (m.chunks is not None)  # lazy on dask
+    m = m.values
+    for t in range(3):
+        for r in range(0, 10, 4):
+            for c in range(0, 7, 4):
+                v = a[t, r:r + 4, c:c + 4]
+                want = np.nanmedian(v) if np.isfinite(v).sum() >= 3 else np.nan
+                np.testing.assert_array_equal(m[t, r:r + 4, c:c + 4], np.full(v.shape, want, np.float32))
+    assert np.isnan(m[1, 8:, 4:]).all()
+    # a tile left with under two-thirds of the pixels its values were picked from gives no median
+    shared = tile_median(x, 4, min_count=3, of=xr.ones_like(x, dtype=bool), min_share=0.67).values
+    assert np.isnan(shared[0, :4, :4]).all() and np.isfinite(m[0, :4, :4]).all()
+    np.testing.assert_array_equal(shared[2], m[2])  # (no gaps at time 2)
+    # a band of rows that starts on a tile gets the whole grid's tiles (the nightly state's strips)
+    band = tile_median(x.isel(y=slice(4, 10)), 4, min_count=3).values
+    np.testing.assert_array_equal(band, m[:, 4:10])
