@@ -54,9 +54,9 @@ class ChainThresholds:
     #: pixels of square tiles this many pixels a side (a multiple of it must divide the nightly state's strips) ...
     reference_tile_px: int = 256
     reference_min_px: int = 100  #: ... that have at least this many clear undisturbed pixels at a look
-    #: ... and at least this share of their clear reference pixels undisturbed (a big fire, or a green-up so
-    #: late that the whole tile reads fire-like, leaves no reference to read: the NBR itself is used then)
-    reference_min_share: float = 0.67
+    #: ... and at least this share of their clear reference pixels within burn_nbr_drop of the tile's
+    #: value (a fire over half the tile leaves no reference to read: the NBR itself is used then)
+    reference_min_share: float = 0.5
     #: a burn patch keeps the pixels first detected from this many days before its core's median date ...
     fire_days_before: int = 30
     fire_days_after: int = 60  #: ... to this many days after it (a fire burns for days, not seasons)
@@ -108,9 +108,15 @@ def observation_layers(ds: xr.Dataset, *, monitor_start: str, thresholds: ChainT
     # this season's phenology: in a green-up ten days late, every pixel sits below its baseline, by
     # as much as a low-severity burn; the undisturbed reference pixels around it show by how much
     ref = d_nb.notnull() if reference is None else d_nb.notnull() & reference.astype(bool)
-    quiet = ref & (fire != 1) & (loss != 1)
-    season = tile_median(d_nb.where(quiet), th.reference_tile_px, min_count=th.reference_min_px, of=ref,
-                         min_share=th.reference_min_share)
+    tile, n_min = th.reference_tile_px, th.reference_min_px
+    season = tile_median(d_nb.where(ref & (fire != 1) & (loss != 1)), tile, min_count=n_min)
+    # a late green-up reads fire-like over much of the forest, and the median of the rest is of a
+    # truncated distribution (too low); the undisturbed pixels stay together, so twice more: those
+    # within the fire threshold of the tile's value
+    for last in (False, True):
+        near = ref & (loss != 1) & (d_nb - season < th.burn_nbr_drop)
+        season = tile_median(d_nb.where(near), tile, min_count=n_min, of=ref if last else None,
+                             min_share=th.reference_min_share if last else 0.0)
     dev = (season - d_nb).astype(np.float32)  # the NBR minus (its baseline minus the season's anomaly)
     nb_mon = nb.sel(time=d_nb["time"])
     # the 10-20 m looks (Sentinel-2); without platforms, every look counts as one
