@@ -135,3 +135,27 @@ def test_tile_median(backend):
     # a band of rows that starts on a tile gets the whole grid's tiles (the nightly state's strips)
     band = tile_median(x.isel(y=slice(4, 10)), 4, min_count=3).values
     np.testing.assert_array_equal(band, m[:, 4:10])
+
+
+def test_a_fire_over_most_of_a_tile_leaves_it_no_reference():
+    """With 18 px tiles, the scar covers 79% of the tile at rows and columns 18-35: after the fire
+    that tile has too few pixels near its reference value (``reference_min_share``), so the fire is
+    read from the NBR itself there, and still confirmed, rather than measured against 68 edge pixels."""
+    from processors.chain import ChainThresholds
+
+    ds, sev, _ = _scene()
+    th = ChainThresholds(reference_tile_px=18, reference_min_px=20)
+    tile = (slice(18, 36), slice(18, 36))
+    assert (sev[tile] > 0).mean() > 0.75
+
+    def dev(**kw):
+        obs = observation_layers(ds, monitor_start="2026-04-01", thresholds=ChainThresholds(**{**th.__dict__, **kw}))
+        return obs["nbr_dev"].sel(time="2026-06-25").values
+
+    d = dev()
+    assert np.isnan(d[tile]).all() and np.isfinite(d[:18, :18]).all()
+    assert np.isfinite(dev(reference_min_share=0.0)[tile]).all()  # (the share is what leaves it out)
+    lay = forest_burn_layers(ds, monitor_start="2026-04-01", mask_years=[2023, 2024, 2025], start_doy=152,
+                             end_doy=243, thresholds=th).compute()
+    burned = lay["burn_status"].values == CONFIRMED
+    assert burned[tile][sev[tile] >= 0.6].all()
