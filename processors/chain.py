@@ -83,7 +83,7 @@ def observation_layers(ds: xr.Dataset, *, monitor_start: str, thresholds: ChainT
     (a late green-up, an early autumn) - the median anomaly of the clear, undisturbed ``reference``
     pixels (the forest mask; every pixel when not given) of its tile
     (``thresholds.reference_tile_px``) at that look. ``nbr_dev`` is ``nbr - nbr_expected``. NaN where
-    the look, the baseline or the reference is missing.
+    the look, the baseline or the reference is missing, and outside ``reference``.
     """
     th = thresholds
     nd = ndvi(ds["red"], ds["nir"])
@@ -118,6 +118,9 @@ def observation_layers(ds: xr.Dataset, *, monitor_start: str, thresholds: ChainT
         season = tile_median(d_nb.where(near), tile, min_count=n_min, of=ref if last else None,
                              min_share=th.reference_min_share if last else 0.0)
     dev = (season - d_nb).astype(np.float32)  # the NBR minus (its baseline minus the season's anomaly)
+    if reference is not None:
+        # the forest's season says nothing of a crop's harvest or a marsh's flood: elsewhere the NBR itself
+        dev = dev.where(reference.astype(bool))
     nb_mon = nb.sel(time=d_nb["time"])
     # the 10-20 m looks (Sentinel-2); without platforms, every look counts as one
     fine = np.ones(d_nb.sizes["time"], bool)

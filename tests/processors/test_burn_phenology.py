@@ -159,3 +159,13 @@ def test_a_fire_over_most_of_a_tile_leaves_it_no_reference():
                              end_doy=243, thresholds=th).compute()
     burned = lay["burn_status"].values == CONFIRMED
     assert burned[tile][sev[tile] >= 0.6].all()
+
+
+def test_the_season_s_course_is_read_for_the_reference_cover_only():
+    """The forest's green-up says nothing of a crop's harvest or a marsh's flood: outside the
+    reference mask there is no deviation (the fire trigger and dNBR use the NBR itself there)."""
+    ds, sev, _ = _scene()
+    ref = xr.DataArray(np.ones(sev.shape, bool), dims=("y", "x"), coords={"y": ds["y"], "x": ds["x"]})
+    ref[:, :10] = False
+    dev = observation_layers(ds, monitor_start="2026-04-01", reference=ref)["nbr_dev"].sel(time="2026-06-10").values
+    assert np.isnan(dev[:, :10]).all() and np.isfinite(dev[:, 10:]).all()
