@@ -97,7 +97,10 @@ def advance(state: ForestBurnState, obs: xr.Dataset, thresholds: ChainThresholds
     a = state.arrays
     fire, loss, weak = obs["fire"].values, obs["loss"].values, obs["weak"].values
     nb, vis, nbb = obs["nbr"].values, obs["visible"].values, obs["nbr_broad"].values
-    dev, ex = obs["nbr_dev"].values, obs["nbr_expected"].values
+    # layers built without the season reference (by hand, or by an older version): the NBR itself
+    none = np.full(nb.shape, np.nan, np.float32)
+    dev = obs["nbr_dev"].values if "nbr_dev" in obs else none
+    ex = obs["nbr_expected"].values if "nbr_expected" in obs else none
     fine = obs["fine"].values.astype(bool) if "fine" in obs else np.ones(len(days), bool)
     post_fine_s = th.burn_post_fine_days * 86400.0
     burn, forest = state.machine("burn"), state.machine("forest")
