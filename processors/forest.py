@@ -119,18 +119,8 @@ def tile_median(x: xr.DataArray, tile: int, *, min_count: int = 1, of: xr.DataAr
     """
     dims = x.dims
     x = x.transpose(..., "y", "x")
-    if x.sizes["y"] <= tile and x.sizes["x"] <= tile:  # one tile: no padding to the tile's size
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", "All-NaN slice", RuntimeWarning)
-            n = x.count(("y", "x"))
-            enough = n >= min_count
-            if of is not None and min_share > 0:
-                enough = enough & (n >= min_share * of.astype(np.float32).sum(("y", "x")))
-            med = x.median(("y", "x")).where(enough).astype(np.float32)
-        full = med.broadcast_like(x)
-        if x.chunks is not None:
-            full = full.chunk(dict(zip(x.dims, x.chunks)))
-        return full.drop_vars([c for c in full.coords if c not in x.coords]).rename(None).assign_attrs({}).transpose(*dims)
+    # a grid within one tile is one tile of its own size (no padding to the tile's size on dask)
+    tile = min(tile, max(x.sizes["y"], x.sizes["x"]))
     c = x.coarsen(y=tile, x=tile, boundary="pad")
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "All-NaN slice", RuntimeWarning)
