@@ -517,7 +517,7 @@ def _advance_strip(url: str, store: CubeStore, ds: xr.Dataset, *, key: str, seas
         st, how = None, "rebuilt (the history changed: a late or replaced scene)"
     if st is None:
         st = ForestBurnState.new((ds.sizes["y"], ds.sizes["x"]))
-        prime(st, ds.isel(time=np.nonzero(~season)[0]))
+        prime(st, ds.isel(time=np.nonzero(~season)[0]), reference=reference, thresholds=thresholds)
     todo = np.nonzero(season & (secs > st.through) if st.through is not None else season)[0]
     is_base = np.asarray(t.year.isin(base_years))
     doy = t.dayofyear.values

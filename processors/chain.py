@@ -21,11 +21,11 @@ import xarray as xr
 
 from .burn import SEVERITY_NAMES, burn_severity_at_detection, drop_from_previous, fire_like
 from .forest import CONFIRMED, PROBABLE, forest_baseline, loss_status, seasonal_anomaly, tile_median
-from .indices import mndwi, nbr, ndvi
+from .indices import mndwi, nbr, ndvi, normalized_difference
 from .vectorize import Patches, _numpy, vectorize_alerts
 from .water import EDGE_M
 
-__all__ = ["ChainThresholds", "observation_layers", "forest_burn_layers", "forest_burn_alerts", "forest_burn_masks", "burn_scar_pixels", "one_fire_per_patch", "wetland_layers", "wetland_alerts",
+__all__ = ["ChainThresholds", "observation_layers", "hazy", "forest_burn_layers", "forest_burn_alerts", "forest_burn_masks", "burn_scar_pixels", "one_fire_per_patch", "wetland_layers", "wetland_alerts",
            "grassland_layers", "grassland_alerts"]
 
 
@@ -42,6 +42,11 @@ class ChainThresholds:
     burn_nbr_drop: float = 0.10  #: the Key & Benson low-severity floor
     burn_step_drop: float = 0.10  #: abrupt NBR drop since the previous clear look that starts a fire
     max_visible_step: float = 0.05  #: ... while the visible barely changes (snowmelt changes it a lot)
+    #: over the reference cover (forest), a look brighter than this in the visible (mean of blue, green,
+    #: red) is haze or thin cloud the mask let through: not a look to measure the next one's drop from,
+    #: nor a pre-fire look (forest and char sit at 0.02-0.05)
+    haze_visible: float = 0.10
+    haze_max_ndsi: float = 0.1  #: ... and not snow-like (NDSI under this: partial snow is bright too)
     window_days: int = 15
     confirm: int = 2
     of_next: int = 4
@@ -122,6 +127,8 @@ def observation_layers(ds: xr.Dataset, *, monitor_start: str, thresholds: ChainT
         # the forest's season says nothing of a crop's harvest or a marsh's flood: elsewhere the NBR itself
         dev = dev.where(reference.astype(bool))
     nb_mon = nb.sel(time=d_nb["time"])
+    # haze over the forest: its NBR reads low (a "drop" to it, then none from it to a fire behind it)
+    clean = ~hazy(mon, reference, th) if reference is not None else xr.ones_like(visible, dtype=bool)
     # the 10-20 m looks (Sentinel-2); without platforms, every look counts as one
     fine = np.ones(d_nb.sizes["time"], bool)
     if "platform" in ds.coords and ds["platform"].ndim == 1:
@@ -129,10 +136,24 @@ def observation_layers(ds: xr.Dataset, *, monitor_start: str, thresholds: ChainT
     fine = xr.DataArray(fine, dims="time", coords={"time": d_nb["time"]})
     # edges are judged at 10 m: Landsat's 30 m pixels would smear a clearing by up to 20 m
     weak = weak & fine
-    return xr.Dataset({"fire": fire, "loss": loss, "weak": weak, "fine": fine, "nbr": nb_mon,
-                       "nbr_dev": dev, "nbr_expected": (nb_mon - dev).astype(np.float32),
+    return xr.Dataset({"fire": fire, "loss": loss, "weak": weak, "fine": fine, "nbr": nb_mon.where(clean),
+                       "nbr_dev": dev.where(clean), "nbr_expected": (nb_mon - dev).astype(np.float32).where(clean),
                        # severity on Key & Benson's own scale: NBR with the broad NIR (TM band 4 ~ MSI B08)
-                       "visible": visible, "nbr_broad": nbr(mon["nir"], mon["swir22"])})
+                       "visible": visible.where(clean), "nbr_broad": nbr(mon["nir"], mon["swir22"]).where(clean)})
+
+
+def hazy(bands: xr.Dataset, reference: xr.DataArray, thresholds: ChainThresholds = ChainThresholds()
+         ) -> xr.DataArray:
+    """Looks of the ``reference`` cover (forest) that are thin cloud or haze the cloud mask let
+    through: brighter in the visible (mean of blue, green, red) than ``haze_visible``, and not
+    snow-like (NDSI, ``(green - swir16) / (green + swir16)``, under ``haze_max_ndsi``; snow in a
+    forest sits above 0.1, Klein, Hall & Riggs 1998, *Hydrol. Process.* 12, 1723-1744, and the
+    fire trigger's visible step already keeps snowmelt out). Their NBR reads low, so a fire behind
+    such a look would show no drop from it; they are left out of the fire trigger's previous look
+    and of the pre-fire look (a fire-like look itself must be dark)."""
+    visible = (bands["blue"] + bands["green"] + bands["red"]) / 3
+    ndsi = normalized_difference(bands["green"], bands["swir16"], name="ndsi", long_name="NDSI")
+    return (visible > thresholds.haze_visible) & (ndsi < thresholds.haze_max_ndsi) & reference.astype(bool)
 
 
 def forest_burn_layers(ds: xr.Dataset, *, monitor_start: str, mask_years: list[int], start_doy: int, end_doy: int,
@@ -170,11 +191,12 @@ def forest_burn_layers(ds: xr.Dataset, *, monitor_start: str, mask_years: list[i
     obs = observation_layers(ds, monitor_start=monitor_start, thresholds=th, reference=forest)
     fire = obs["fire"]
     all_vis = (ds["blue"] + ds["green"] + ds["red"]) / 3
+    clean = ~hazy(ds, forest, th)  # (the observation layers leave the hazy looks out already)
     # the abrupt drop since the previous clear look, less the season's course between the two looks
     # (the NBR's own drop where the deviation from the expected NBR is unknown at either)
     dev_step = drop_from_previous(obs["nbr_dev"])
-    step = dev_step.where(dev_step.notnull(), drop_from_previous(nb).sel(time=fire["time"]))
-    vstep = drop_from_previous(all_vis).sel(time=fire["time"])
+    step = dev_step.where(dev_step.notnull(), drop_from_previous(nb.where(clean)).sel(time=fire["time"]))
+    vstep = drop_from_previous(all_vis.where(clean)).sel(time=fire["time"])
     trigger = ((step >= th.burn_step_drop) & (abs(vstep) <= th.max_visible_step)).astype(np.float32)
     burn = loss_status(fire, trigger=trigger, confirm=th.confirm, of_next=th.of_next, within_days=th.within_days)
     first_obs = (fire["time"] == burn["first_detected"]).astype(np.float32)

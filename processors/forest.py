@@ -108,6 +108,18 @@ def seasonal_anomaly(index: xr.DataArray, *, start: str, window_days: int = 15, 
     return res
 
 
+def _quiet_nanmedian(a, axis=None, **kwargs):
+    """``np.nanmedian`` over ``axis`` without the warning for an all-NaN window (a cloudy tile is
+    not news), on NumPy or, block by block at compute time, on dask arrays."""
+    if not isinstance(a, np.ndarray):  # dask: the windows' axes in one chunk, then each block
+        axes = tuple(ax % a.ndim for ax in np.atleast_1d(axis))
+        a = a.rechunk({ax: -1 for ax in axes})
+        return a.map_blocks(_quiet_nanmedian, axis=axes, drop_axis=axes, dtype=a.dtype)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "All-NaN slice", RuntimeWarning)
+        return np.nanmedian(a, axis=axis)
+
+
 def tile_median(x: xr.DataArray, tile: int, *, min_count: int = 1, of: xr.DataArray | None = None,
                 min_share: float = 0.0) -> xr.DataArray:
     """Median of the finite values of ``x`` over square tiles of ``tile`` pixels, per time, broadcast
@@ -129,7 +141,8 @@ def tile_median(x: xr.DataArray, tile: int, *, min_count: int = 1, of: xr.DataAr
         if of is not None and min_share > 0:
             enough = enough & (n >= min_share * of.transpose(..., "y", "x").astype(np.float32)
                                .coarsen(y=tile, x=tile, boundary="pad").sum())
-        med = c.median().where(enough).astype(np.float32).data
+        # reduced through a function that silences the all-NaN warning where it runs (on dask, at compute)
+        med = c.reduce(_quiet_nanmedian).where(enough).astype(np.float32).data
     ny, nx = x.sizes["y"], x.sizes["x"]
     if isinstance(med, np.ndarray):
         full = np.repeat(np.repeat(med, tile, axis=-2), tile, axis=-1)[..., :ny, :nx]

@@ -30,7 +30,7 @@ import numpy as np
 import xarray as xr
 
 from .burn import phenology_corrected, severity_classes
-from .chain import FINE_NORMAL_ATTRS, ChainThresholds, observation_layers
+from .chain import FINE_NORMAL_ATTRS, ChainThresholds, hazy, observation_layers
 from .forest import CONFIRMED, seconds_to_time, status_step, time_axes
 from .indices import nbr
 
@@ -71,13 +71,20 @@ class ForestBurnState:
             self.arrays[f"{prefix}_{k}"] = v.astype(STATE_DTYPES[f"{prefix}_{k}"])
 
 
-def prime(state: ForestBurnState, before: xr.Dataset) -> None:
+def prime(state: ForestBurnState, before: xr.Dataset, *, reference: xr.DataArray | None = None,
+          thresholds: ChainThresholds = ChainThresholds()) -> None:
     """Start a season: the previous clear NBR and visible brightness from the observations before it
-    (``before``: the baseline years and the weeks before the season, with the reflectance bands)."""
+    (``before``: the baseline years and the weeks before the season, with the reflectance bands),
+    leaving out the hazy looks of the ``reference`` cover, as :func:`processors.chain.forest_burn_layers`
+    does."""
     if before.sizes.get("time", 0) == 0:
         return
-    nb = nbr(before["nir08"], before["swir22"]).values
-    vis = ((before["blue"] + before["green"] + before["red"]) / 3).values
+    nb = nbr(before["nir08"], before["swir22"])
+    vis = (before["blue"] + before["green"] + before["red"]) / 3
+    if reference is not None:
+        clean = ~hazy(before, reference, thresholds)
+        nb, vis = nb.where(clean), vis.where(clean)
+    nb, vis = nb.values, vis.values
     for name, x in (("prev_nbr", nb), ("prev_visible", vis)):
         prev = state.arrays[name]
         for k in range(x.shape[0]):

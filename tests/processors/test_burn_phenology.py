@@ -5,6 +5,8 @@ around the fire (the dNBR offset), is taken off."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -120,7 +122,9 @@ def test_tile_median(backend):
     m = tile_median(x, 4, min_count=3)
     assert m.dims == x.dims and m.shape == x.shape and m.dtype == np.float32
     assert (backend == "dask") == (m.chunks is not None)  # lazy on dask
-    m = m.values
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an all-NaN tile is not news: no RuntimeWarning, on dask at compute
+        m = m.values
     for t in range(3):
         for r in range(0, 10, 4):
             for c in range(0, 7, 4):
@@ -169,3 +173,44 @@ def test_the_season_s_course_is_read_for_the_reference_cover_only():
     ref[:, :10] = False
     dev = observation_layers(ds, monitor_start="2026-04-01", reference=ref)["nbr_dev"].sel(time="2026-06-10").values
     assert np.isnan(dev[:, :10]).all() and np.isfinite(dev[:, 10:]).all()
+
+
+HAZE = np.array([0.26, 0.25, 0.24, 0.26, 0.26, 0.22, 0.18], np.float32)  # thin cloud: bright and flat
+
+
+def _hazy_scene():
+    """The late green-up scene, with thin cloud that the mask let through over the scar on the first
+    look after the fire (25 June): its NBR reads as low as the char's, its visible bright (~0.15)."""
+    ds, sev, truth = _scene()
+    k = int(np.nonzero(ds["time"].values == np.datetime64("2026-06-25"))[0][0])
+    box = (slice(8, 40), slice(8, 40))
+    for b, h in zip(BANDS, HAZE):
+        a = ds[b].values
+        a[(k,) + box] = 0.45 * a[(k,) + box] + 0.55 * h
+    return ds, sev, truth
+
+
+@pytest.mark.parametrize("backend", ["numpy", "dask"])
+def test_a_hazy_look_after_the_fire_does_not_hide_it(backend):
+    """The haze is not fire-like (bright), and the first clear look after it (30 June) shows no drop
+    from it: measured from the haze, the fire would never start. Over the forest, a look brighter
+    than ``haze_visible`` is left out of the trigger's previous look and of the pre-fire look."""
+    ds, sev, truth = _hazy_scene()
+    if backend == "dask":
+        ds = ds.chunk({"time": 20, "y": 24, "x": 24}).assign_coords(platform=("time", ds["platform"].values))
+    lay = _layers(ds).compute()
+    scar, light = sev > 0, sev == SEVERITIES[0]
+    burned = lay["burn_status"].values == CONFIRMED
+    assert burned[scar & ~light].all() and not burned[~scar].any()
+    assert (lay["burn_first"].values[scar & burned] == np.datetime64("2026-06-30")).all()
+    classes = severity_classes(xr.DataArray(truth)).values
+    assert (lay["severity"].values[scar & burned] == classes[scar & burned]).mean() >= 0.9
+
+
+def test_measured_from_the_haze_the_fire_never_starts():
+    from processors.chain import ChainThresholds
+
+    ds, sev, _ = _hazy_scene()
+    lay = forest_burn_layers(ds, monitor_start="2026-04-01", mask_years=[2023, 2024, 2025], start_doy=152,
+                             end_doy=243, thresholds=ChainThresholds(haze_visible=1.0)).compute()
+    assert (lay["burn_status"].values[sev > 0] == CONFIRMED).mean() < 0.2

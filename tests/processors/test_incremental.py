@@ -57,7 +57,7 @@ def _nightly(ds, cuts, forest):
     base = np.nonzero(np.asarray(t.year.isin(BASE)))[0]
     mon = np.nonzero(season)[0]
     st = ForestBurnState.new((ds.sizes["y"], ds.sizes["x"]))
-    prime(st, ds.isel(time=np.nonzero(~season)[0]))
+    prime(st, ds.isel(time=np.nonzero(~season)[0]), reference=forest, thresholds=TH)
     for part in np.split(mon, cuts):
         st = _roundtrip(st)  # saved and loaded between nights
         obs = observation_layers(ds.isel(time=np.concatenate([base, part])), monitor_start=SEASON0, thresholds=TH,
@@ -130,3 +130,32 @@ def test_the_state_in_strips_equals_the_season_long_chain(season, tmp_path):
         a, b = batch[v].values, np.asarray(got[v].values)
         assert a.dtype == b.dtype, v
         assert np.array_equal(a, b, equal_nan=a.dtype.kind in "fM"), (v, int((a != b).sum()))
+
+
+def test_priming_leaves_out_hazy_forest_looks_as_the_season_chain_does():
+    """The state's previous look before the season is the last clear one that is not haze over the
+    forest (bright, not snow-like): as in ``forest_burn_layers``, a fire behind haze must still show
+    its drop. Outside the reference cover, and without one, the hazy look counts as before."""
+    import xarray as xr
+
+    bands = ("blue", "green", "red", "nir", "nir08", "swir16", "swir22")
+    forest_look = np.array([0.02, 0.045, 0.022, 0.33, 0.345, 0.16, 0.07], np.float32)
+    thin_cloud = 0.6 * forest_look + 0.4 * np.array([0.5, 0.5, 0.5, 0.52, 0.52, 0.38, 0.26], np.float32)
+    snowy = 0.6 * forest_look + 0.4 * np.array([0.85, 0.84, 0.82, 0.74, 0.72, 0.09, 0.07], np.float32)
+    looks = np.stack([forest_look, thin_cloud, forest_look, snowy])  # (time, band)
+    t = pd.to_datetime(["2026-03-01", "2026-03-06", "2026-03-11", "2026-03-16"])
+    ds = xr.Dataset({b: (("time", "y", "x"), np.broadcast_to(looks[:, i, None, None], (4, 2, 2)).copy())
+                     for i, b in enumerate(bands)}, coords={"time": t})
+    ref = xr.DataArray(np.array([[True, True], [False, False]]), dims=("y", "x"))
+    nbr = lambda r: (r[4] - r[6]) / (r[4] + r[6])  # noqa: E731
+    # (looks primed, the last clear look's NBR over the forest, and outside it)
+    for upto, in_forest, outside in ((2, forest_look, thin_cloud), (4, snowy, snowy)):
+        st = ForestBurnState.new((2, 2))
+        prime(st, ds.isel(time=slice(0, upto)), reference=ref)
+        # the thin cloud is left out over the forest (the look before it stands); snow is not haze
+        np.testing.assert_allclose(st.arrays["prev_nbr"][0], nbr(in_forest), rtol=1e-6)
+        np.testing.assert_allclose(st.arrays["prev_nbr"][1], nbr(outside), rtol=1e-6)
+        assert nbr(thin_cloud) < nbr(forest_look) - 0.1  # (the haze reads as a fire-sized drop of its own)
+    st = ForestBurnState.new((2, 2))
+    prime(st, ds.isel(time=slice(0, 2)))  # no reference: every look counts
+    np.testing.assert_allclose(st.arrays["prev_nbr"], nbr(thin_cloud), rtol=1e-6)
