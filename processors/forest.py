@@ -20,7 +20,7 @@ import xarray as xr
 
 from .seasons import in_window
 
-__all__ = ["forest_baseline", "nanquantile_time", "seasonal_anomaly", "tile_median", "loss_status", "status_init", "status_step", "time_axes",
+__all__ = ["forest_baseline", "nanquantile_time", "nanmedian_time", "seasonal_anomaly", "tile_median", "loss_status", "status_init", "status_step", "time_axes",
            "seconds_to_time", "NONE", "PROBABLE", "CONFIRMED", "WITHDRAWN",
            "STATUS_NAMES"]
 
@@ -42,6 +42,22 @@ def nanquantile_time(a: np.ndarray, q: float) -> np.ndarray:
     v_hi = np.take_along_axis(s, hi[..., None], axis=-1)[..., 0]
     frac = (pos - lo).astype(s.dtype)
     out = np.where(frac >= 0.5, v_hi - (v_hi - v_lo) * (1 - frac), v_lo + (v_hi - v_lo) * frac)  # NumPy's lerp
+    return np.where(n > 0, out, np.nan).astype(s.dtype)
+
+
+def nanmedian_time(a: np.ndarray) -> np.ndarray:
+    """``np.nanmedian(a, axis=-1)`` of a float array, the same values, vectorised for the few values
+    of a baseline window: over a short axis NumPy takes a masked-array path through ``numpy.ma``, 2.5-3.5 x
+    slower (on the processors benchmark it was 40% of the chain's time, in the same-season
+    anomalies). NaN where a pixel has no value."""
+    a = np.asarray(a)
+    s = np.sort(a, axis=-1)  # NaNs sort last
+    n = np.isfinite(a).sum(axis=-1)
+    lo = np.maximum(n - 1, 0) // 2
+    hi = np.minimum(np.maximum(n, 1) // 2, max(a.shape[-1] - 1, 0))
+    v_lo = np.take_along_axis(s, lo[..., None], axis=-1)[..., 0]
+    v_hi = np.take_along_axis(s, hi[..., None], axis=-1)[..., 0]
+    out = np.where(lo == hi, v_lo, (v_lo + v_hi) / 2)  # (float32 stays float32: the mean NumPy takes)
     return np.where(n > 0, out, np.nan).astype(s.dtype)
 
 
@@ -99,7 +115,8 @@ def seasonal_anomaly(index: xr.DataArray, *, start: str, window_days: int = 15, 
         base = index.isel(time=base_idx)
         if base.chunks is not None:
             base = base.chunk({"time": -1})
-        med = base.median("time", skipna=True).where(base.notnull().sum("time") >= min_baseline)
+        med = xr.apply_ufunc(nanmedian_time, base, input_core_dims=[["time"]], dask="parallelized",
+                             output_dtypes=[base.dtype]).where(base.notnull().sum("time") >= min_baseline)
         out.append((med - cur).astype(np.float32))
     res = xr.concat(out, dim="time", coords="different", compat="equals", join="outer")
     res.name = f"{index.name or 'index'}_drop"

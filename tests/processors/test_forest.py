@@ -129,3 +129,26 @@ def test_vectorised_nanquantile_equals_numpy():
                 one_ulp = np.finfo(dtype).eps * np.nanmax(np.abs(a))  # of the largest value
                 np.testing.assert_allclose(got, ref, rtol=0, atol=2 * one_ulp)
                 assert np.array_equal(np.isnan(got), np.isnan(ref))
+
+
+def test_vectorised_nanmedian_equals_numpy_exactly():
+    """The same-season anomaly's baseline median: over a few values, NumPy's nanmedian goes through
+    numpy.ma. Ours must give NumPy's values bit for bit (the nightly state and the season chain
+    both use it, and the thresholds sit on its output)."""
+    import warnings
+
+    from processors.forest import nanmedian_time
+
+    rng = np.random.default_rng(1)
+    for dtype in (np.float32, np.float64):
+        for t in (1, 2, 3, 4, 5, 8, 13):
+            a = (rng.normal(size=(60, 50, t)) * 10.0 ** rng.integers(-3, 3)).astype(dtype)
+            a[rng.random(a.shape) < 0.4] = np.nan
+            a[0, 0] = np.nan  # a pixel with no value at all
+            a[1, 1] = 0.25  # ties
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # all-NaN pixels
+                ref = np.nanmedian(a, axis=-1)
+            got = nanmedian_time(a)
+            assert got.dtype == ref.dtype and got.shape == ref.shape
+            np.testing.assert_array_equal(got, ref)  # NaN where NaN, every other value identical
