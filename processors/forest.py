@@ -132,9 +132,14 @@ def _quiet_nanmedian(a, axis=None, **kwargs):
         axes = tuple(ax % a.ndim for ax in np.atleast_1d(axis))
         a = a.rechunk({ax: -1 for ax in axes})
         return a.map_blocks(_quiet_nanmedian, axis=axes, drop_axis=axes, dtype=a.dtype)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "All-NaN slice", RuntimeWarning)
+    # the all-NaN windows take a stand-in value and NaN after: ``warnings.catch_warnings`` is not
+    # thread-safe, and dask's threads run this concurrently
+    axes = tuple(ax % a.ndim for ax in np.atleast_1d(axis)) if axis is not None else tuple(range(a.ndim))
+    empty = np.isnan(a).all(axis=axes, keepdims=True)
+    if not empty.any():
         return np.nanmedian(a, axis=axis)
+    out = np.nanmedian(np.where(empty, 0, a), axis=axis)
+    return np.where(np.squeeze(empty, axis=axes), np.nan, out).astype(out.dtype)
 
 
 def tile_median(x: xr.DataArray, tile: int, *, min_count: int = 1, of: xr.DataArray | None = None,

@@ -141,6 +141,23 @@ def test_tile_median(backend):
     np.testing.assert_array_equal(band, m[:, 4:10])
 
 
+def test_tile_median_is_quiet_on_dask_threads():
+    # all-NaN tiles computed on several threads at once: the silencing must not rely on
+    # ``warnings.catch_warnings``, which one thread's exit undoes for the others
+    import dask
+
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=(8, 64, 64)).astype(np.float32)
+    a[:, :, ::2] = np.nan  # every other column of 2 px tiles: half the tiles all-NaN
+    x = xr.DataArray(a, dims=("time", "y", "x")).chunk({"time": 1, "y": 8, "x": 8})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with dask.config.set(scheduler="threads", num_workers=4):
+            for _ in range(3):
+                m = tile_median(x, 1, min_count=1).values
+    np.testing.assert_array_equal(np.isnan(m), np.isnan(a))
+
+
 def test_a_fire_over_most_of_a_tile_leaves_it_no_reference():
     """With 18 px tiles, the scar covers 79% of the tile at rows and columns 18-35: after the fire
     that tile has too few pixels near its reference value (``reference_min_share``), so the fire is
