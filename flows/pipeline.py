@@ -326,7 +326,8 @@ def update_alerts(settings: Settings, land: Landscape, night: dt.date, *, store:
             forest = _forest_mask(cube_store, cube, year)
             if forest is None:
                 forest = forest_baseline(ndvi(ds["red"], ds["nir"]), nbr(ds["nir08"], ds["swir22"]), years=base_years,
-                                         start_doy=w.growing_start_doy, end_doy=w.growing_end_doy).compute()
+                                         start_doy=w.growing_start_doy, end_doy=w.growing_end_doy,
+                                         ndsi=mndwi(ds["green"], ds["swir16"])).compute()
             lay, how = forest_burn_nightly(cube_store, ds, season0=season0, year=year, base_years=base_years,
                                            thresholds=th.chain(), forest=forest)
             rep.notes.append(how)

@@ -41,6 +41,10 @@ class ChainThresholds:
     edge_max_blue_red: float = 0.8  #: ... on a look whose blue is at most this share of its red (soil, not haze)
     burn_nbr_drop: float = 0.10  #: the Key & Benson low-severity floor
     burn_step_drop: float = 0.10  #: abrupt NBR drop since the previous clear look that starts a fire
+    #: ... where the drop is the NBR's own (the deviation from the expected NBR unknown at either look,
+    #: as at the season's first looks), from a look at most this many days before: over a winter the
+    #: season moves the NBR (last summer's canopy against this spring's bare larch crowns)
+    burn_step_max_gap_days: float = 60.0
     max_visible_step: float = 0.05  #: ... while the visible barely changes (snowmelt changes it a lot)
     #: over the reference cover (forest), a look brighter than this in the visible (mean of blue, green,
     #: red) is haze or thin cloud the mask let through: not a look to measure the next one's drop from,
@@ -186,7 +190,7 @@ def forest_burn_layers(ds: xr.Dataset, *, monitor_start: str, mask_years: list[i
     nd = ndvi(ds["red"], ds["nir"])
     nb = nbr(ds["nir08"], ds["swir22"])
     forest = forest_mask if forest_mask is not None else forest_baseline(
-        nd, nb, years=mask_years, start_doy=start_doy, end_doy=end_doy)
+        nd, nb, years=mask_years, start_doy=start_doy, end_doy=end_doy, ndsi=mndwi(ds["green"], ds["swir16"]))
     # the per-observation layers; the forest is the reference of the season's phenology
     obs = observation_layers(ds, monitor_start=monitor_start, thresholds=th, reference=forest)
     fire = obs["fire"]
@@ -195,7 +199,8 @@ def forest_burn_layers(ds: xr.Dataset, *, monitor_start: str, mask_years: list[i
     # the abrupt drop since the previous clear look, less the season's course between the two looks
     # (the NBR's own drop where the deviation from the expected NBR is unknown at either)
     dev_step = drop_from_previous(obs["nbr_dev"])
-    step = dev_step.where(dev_step.notnull(), drop_from_previous(nb.where(clean)).sel(time=fire["time"]))
+    raw_step = drop_from_previous(nb.where(clean), max_gap_days=th.burn_step_max_gap_days).sel(time=fire["time"])
+    step = dev_step.where(dev_step.notnull(), raw_step)
     vstep = drop_from_previous(all_vis.where(clean)).sel(time=fire["time"])
     trigger = ((step >= th.burn_step_drop) & (abs(vstep) <= th.max_visible_step)).astype(np.float32)
     burn = loss_status(fire, trigger=trigger, confirm=th.confirm, of_next=th.of_next, within_days=th.within_days)

@@ -62,13 +62,21 @@ def nanmedian_time(a: np.ndarray) -> np.ndarray:
 
 
 def forest_baseline(ndvi: xr.DataArray, nbr: xr.DataArray, *, years: list[int], start_doy: int, end_doy: int,
-                    quantile: float = 0.2, min_ndvi: float = 0.65, min_nbr: float = 0.45, min_obs: int = 3
-                    ) -> xr.DataArray:
+                    quantile: float = 0.2, min_ndvi: float = 0.65, min_nbr: float = 0.45, min_obs: int = 3,
+                    ndsi: xr.DataArray | None = None, bare_ndvi: float = 0.3, bare_nbr: float = 0.1,
+                    snow_min_ndsi: float = 0.1, max_bare_share: float = 0.2) -> xr.DataArray:
     """Forest mask from the growing seasons of ``years`` (use the latest baseline years).
 
     A pixel is forest when, over its clear growing-season observations of those years, the
     ``quantile`` of NDVI is at least ``min_ndvi`` and that of NBR at least ``min_nbr``.
     Canopy keeps both high all season; crops are bare at its start, meadows have a low NBR.
+
+    With ``ndsi`` (the normalized difference snow index, green and SWIR 1.6 µm: the MNDWI's formula),
+    a pixel that reads as bare soil (NDVI < ``bare_ndvi`` and NBR < ``bare_nbr``) on at least
+    ``max_bare_share`` of its snow-free clear looks of those years (NDSI < ``snow_min_ndsi``), in any
+    season, is not forest either: a field whose ploughing and harvest fall outside the growing
+    window, when every clear look inside it is green. A canopy, larch's bare crowns in spring
+    included, never reads as bare soil once the snow is gone.
 
     Returns
     -------
@@ -82,6 +90,12 @@ def forest_baseline(ndvi: xr.DataArray, nbr: xr.DataArray, *, years: list[int], 
                                  dask="parallelized", output_dtypes=[x.dtype]) for x in (nd, nb))
     n = nd.notnull().sum("time")
     out = (q_nd >= min_ndvi) & (q_nb >= min_nbr) & (n >= min_obs)
+    if ndsi is not None:
+        yrs = ndvi["time"].dt.year.isin(years)
+        snow_free = (ndvi.notnull() & nbr.notnull() & (ndsi < snow_min_ndsi)).sel(time=yrs)
+        bare = snow_free & (ndvi.sel(time=yrs) < bare_ndvi) & (nbr.sel(time=yrs) < bare_nbr)
+        n_free = snow_free.sum("time")
+        out = out & ~((n_free > 0) & (bare.sum("time") >= max_bare_share * n_free))
     out.name = "forest"
     out.attrs = {"long_name": f"forest baseline ({', '.join(map(str, years))})", "units": "1"}
     return out

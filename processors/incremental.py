@@ -4,8 +4,8 @@
 DIST-ALERT works this way: a night's cost depends on the scenes that arrived, not on how long the
 season has run. The season-long chain needs, per pixel, only
 
-- the previous clear NBR, its deviation from the expected NBR, and the visible brightness (the
-  abrupt-drop trigger of a fire);
+- the previous clear NBR (and when it was seen), its deviation from the expected NBR, and the
+  visible brightness (the abrupt-drop trigger of a fire);
 - the two state machines of :func:`processors.forest.status_step` (burn scar and forest loss);
 - the last clear broad-NIR NBR of the season and the expected NBR at it, and both at the pre- and
   post-fire looks of the current burn detection (severity);
@@ -38,7 +38,7 @@ __all__ = ["ForestBurnState", "observation_layers", "prime", "advance", "state_l
 
 #: per-pixel state arrays and their dtypes (the dtypes of the season-long chain's own intermediates)
 STATE_DTYPES: dict[str, str] = {
-    "prev_nbr": "float64", "prev_dev": "float64", "prev_visible": "float64", "prev_nbr_broad": "float32",
+    "prev_nbr": "float64", "prev_nbr_time": "float64", "prev_dev": "float64", "prev_visible": "float64", "prev_nbr_broad": "float32",
     "prev_expected": "float32", "burn_pre_expected": "float32", "burn_post_expected": "float32",
     "burn_status": "int8", "burn_first": "float64", "burn_cand": "float64", "burn_seen": "int16",
     "burn_hits": "int16", "burn_pre": "float32", "burn_post": "float32", "burn_post_fine": "int8",
@@ -85,11 +85,16 @@ def prime(state: ForestBurnState, before: xr.Dataset, *, reference: xr.DataArray
         clean = ~hazy(before, reference, thresholds)
         nb, vis = nb.where(clean), vis.where(clean)
     nb, vis = nb.values, vis.values
+    _, secs = time_axes(before["time"].values)
     for name, x in (("prev_nbr", nb), ("prev_visible", vis)):
         prev = state.arrays[name]
         for k in range(x.shape[0]):
             prev = np.where(np.isfinite(x[k]), x[k], prev)
         state.arrays[name] = prev.astype(STATE_DTYPES[name])
+    when = state.arrays["prev_nbr_time"]
+    for k in range(nb.shape[0]):
+        when = np.where(np.isfinite(nb[k]), secs[k], when)
+    state.arrays["prev_nbr_time"] = when.astype(STATE_DTYPES["prev_nbr_time"])
 
 
 def advance(state: ForestBurnState, obs: xr.Dataset, thresholds: ChainThresholds = ChainThresholds()) -> None:
@@ -110,15 +115,18 @@ def advance(state: ForestBurnState, obs: xr.Dataset, thresholds: ChainThresholds
     ex = obs["nbr_expected"].values if "nbr_expected" in obs else none
     fine = obs["fine"].values.astype(bool) if "fine" in obs else np.ones(len(days), bool)
     post_fine_s = th.burn_post_fine_days * 86400.0
+    max_gap_s = th.burn_step_max_gap_days * 86400.0
     burn, forest = state.machine("burn"), state.machine("forest")
     kw = {"confirm": th.confirm, "of_next": th.of_next, "within_days": th.within_days}
     for k in range(len(days)):
         # the fire trigger: an abrupt NBR drop since the previous clear look, less the season's course
         # (the NBR's own drop where the deviation is unknown at either look), the visible barely changed
         step = (a["prev_dev"] - dev[k]).astype(np.float32)
-        step = np.where(np.isfinite(step), step, (a["prev_nbr"] - nb[k]).astype(np.float32))
+        recent = secs[k] - a["prev_nbr_time"] <= max_gap_s  # (NaN: no previous look, not recent)
+        step = np.where(np.isfinite(step), step, np.where(recent, a["prev_nbr"] - nb[k], np.nan).astype(np.float32))
         a["prev_dev"] = np.where(np.isfinite(dev[k]), dev[k], a["prev_dev"])
         vstep = (a["prev_visible"] - vis[k]).astype(np.float32)
+        a["prev_nbr_time"] = np.where(np.isfinite(nb[k]), secs[k], a["prev_nbr_time"])
         a["prev_nbr"] = np.where(np.isfinite(nb[k]), nb[k], a["prev_nbr"])
         a["prev_visible"] = np.where(np.isfinite(vis[k]), vis[k], a["prev_visible"])
         trigger = ((step >= th.burn_step_drop) & (abs(vstep) <= th.max_visible_step)).astype(np.float32)

@@ -231,3 +231,61 @@ def test_measured_from_the_haze_the_fire_never_starts():
     lay = forest_burn_layers(ds, monitor_start="2026-04-01", mask_years=[2023, 2024, 2025], start_doy=152,
                              end_doy=243, thresholds=ChainThresholds(haze_visible=1.0)).compute()
     assert (lay["burn_status"].values[sev > 0] == CONFIRMED).mean() < 0.2
+
+
+SNOWY = 0.5 * DORMANT + 0.5 * np.array([0.85, 0.84, 0.82, 0.74, 0.72, 0.09, 0.07], np.float32)  # snow under bare larch
+
+
+def _spring_scene():
+    """Larch, no fire. The baseline years' looks until 10 May see snow under the bare crowns (NBR ~0.6:
+    snow is dark at 2.2 µm); in 2026 the snow is gone by the first clear look, 16 April (cloud before
+    it), so that look sits 0.3 NBR under its same-season baseline - fire-like - and 0.35 under the last
+    clear look, the previous September's green canopy, while the visible barely changed."""
+    times = pd.DatetimeIndex([d for y in (2023, 2024, 2025, 2026)
+                              for d in pd.date_range(f"{y}-04-01", f"{y}-09-30", freq="5D")])
+    shape = (12, 12)
+    rng = np.random.default_rng(3)
+    data = np.empty((len(BANDS), len(times)) + shape, np.float32)
+    for k, t in enumerate(times):
+        look = SNOWY if (t.year < 2026 and t.dayofyear <= 130) else _veg(t)
+        data[:, k] = look[:, None, None] + rng.normal(0, 0.002, (len(BANDS),) + shape)
+        if t.year == 2026 and t < pd.Timestamp("2026-04-16"):
+            data[:, k] = np.nan
+    h, w = shape
+    return xr.Dataset({b: (("time", "y", "x"), data[i]) for i, b in enumerate(BANDS)},
+                      coords={"time": times, "y": 5680000 - (np.arange(h) + 0.5) * 10,
+                              "x": 450000 + (np.arange(w) + 0.5) * 10,
+                              "platform": ("time", np.full(len(times), "sentinel-2a"))}).rio.write_crs(32651)
+
+
+def test_a_drop_across_the_winter_does_not_start_a_fire():
+    """The fire trigger's previous look must be recent (``burn_step_max_gap_days``): from last
+    September's canopy to this April's bare crowns the NBR falls by as much as a fire takes, and
+    every look after stays under a snowy baseline. Seed 23 of the demo archive lost 279 px of its
+    real June fire to such an April 'fire' (its pixels were already burned). In the season chain
+    and in the nightly state alike."""
+    from processors.chain import ChainThresholds
+    from processors.incremental import ForestBurnState, advance, prime, state_layers
+
+    ds = _spring_scene()
+    t = pd.DatetimeIndex(ds["time"].values)
+    autumn, first = ds.isel(time=np.nonzero(t.year == 2025)[0][-1]), ds.sel(time="2026-04-16")
+    assert float(_nbr(np.array([float(autumn[b].mean()) for b in BANDS]))
+                 - _nbr(np.array([float(first[b].mean()) for b in BANDS]))) > 0.3
+    for th, burns in ((ChainThresholds(), False), (ChainThresholds(burn_step_max_gap_days=1e6), True)):
+        lay = forest_burn_layers(ds, monitor_start="2026-04-01", mask_years=[2023, 2024, 2025], start_doy=152,
+                                 end_doy=243, thresholds=th).compute()
+        assert lay["forest"].values.all()
+        burned = lay["burn_status"].values == CONFIRMED
+        assert burned.all() if burns else not burned.any(), (th.burn_step_max_gap_days, burned.mean())
+        # the nightly state, primed with the looks before the season, then fed the season a look a night
+        season = np.asarray(t >= pd.Timestamp("2026-04-01"))
+        st = ForestBurnState.new((12, 12))
+        prime(st, ds.isel(time=np.nonzero(~season)[0]), reference=lay["forest"], thresholds=th)
+        base = np.nonzero(~season)[0]
+        for k in np.nonzero(season)[0]:
+            obs = observation_layers(ds.isel(time=np.concatenate([base, [k]])), monitor_start="2026-04-01",
+                                     thresholds=th, reference=lay["forest"])
+            advance(st, obs.compute(), th)
+        got = state_layers(st, lay["forest"], th)
+        np.testing.assert_array_equal(got["burn_status"].values, lay["burn_status"].values)

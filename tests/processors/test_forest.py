@@ -70,6 +70,32 @@ def test_forest_baseline_excludes_crops_meadows_and_old_clearings(backend):
     assert f.values.ravel().tolist() == [True, False, False, False]
 
 
+def test_forest_baseline_leaves_out_fields_bare_outside_the_growing_window(backend):
+    """A field ploughed in May and harvested in September is green at every look inside the growing
+    window; its bare-soil looks outside it, snow-free, leave it out. Larch's bare spring crowns do
+    not read as bare soil, snow is not bare soil, and one odd look (a cloud-mask leak) is not enough."""
+    dates = ("04-25", "05-15", "06-25", "07-15", "08-04", "08-24", "09-20", "10-10", "11-20")
+    t = pd.DatetimeIndex([f"{y}-{md}" for y in (2023, 2024, 2025) for md in dates])
+    px = {  # (NDVI, NBR, NDSI) per look: 0 larch, 1 field, 2 forest under snow in spring and autumn, 3 forest, one leak
+        0: lambda md: (0.45, 0.25, -0.5) if md in ("04-25", "10-10", "11-20") else (0.85, 0.6, -0.5),
+        1: lambda md: (0.2, 0.0, -0.45) if md in ("04-25", "05-15", "09-20", "10-10") else (0.85, 0.6, -0.5),
+        2: lambda md: (0.1, 0.05, 0.6) if md in ("04-25", "11-20") else (0.85, 0.6, -0.5),
+        3: lambda md: (0.85, 0.6, -0.5),
+    }
+    cube = np.array([[px[i](ts.strftime("%m-%d")) for i in range(4)] for ts in t], np.float32)  # (time, px, 3)
+    cube[4, 3] = (0.15, 0.02, -0.1)  # 2023-08-04: one leak on pixel 3
+    mk = lambda a: xr.DataArray(a[:, None, :], dims=("time", "y", "x"), coords={"time": t})  # noqa: E731
+    nd, nb, ns = mk(cube[..., 0]), mk(cube[..., 1]), mk(cube[..., 2])
+    if backend == "dask":
+        nd, nb, ns = nd.chunk({"time": 4}), nb.chunk({"time": 4}), ns.chunk({"time": 4})
+    kw = {"years": [2023, 2024, 2025], "start_doy": 160, "end_doy": 250}
+    assert forest_baseline(nd, nb, **kw).values.ravel().tolist() == [True, True, True, True]  # the window alone
+    with CountTasks() as c:
+        f = forest_baseline(nd, nb, ndsi=ns, **kw)
+    assert c.n == 0
+    assert f.values.ravel().tolist() == [True, False, True, True]
+
+
 def test_seasonal_anomaly_uses_previous_years_within_15_days(backend):
     nd, _ = _cube_years(backend)
     nd = nd.copy()
