@@ -21,6 +21,7 @@ import rasterio
 
 from aoi import load_landscapes
 from processors.chain import (
+    ChainThresholds,
     burn_scar_pixels,
     forest_burn_alerts,
     forest_burn_masks,
@@ -31,6 +32,7 @@ from processors.chain import (
     wetland_layers,
 )
 from processors.seasons import season_windows
+from flows.pipeline import refine_coarse
 from sources.load import load_reflectance
 from sources.search import search_items
 
@@ -86,6 +88,7 @@ def evaluate_archive(archive: str | Path, *, progress: Callable[[str], None] | N
                                  end_doy=w.growing_end_doy)
         with dask.config.set(scheduler="threads"):
             lay = lay.compute()
+            lay = refine_coarse(lay, ds, ChainThresholds())  # as the nightly flow does
         masks = forest_burn_masks(lay)
         scars = burn_scar_pixels(lay, masks)
         fb = forest_burn_alerts(lay, landscape_id=land.id, masks=masks, scars=scars)

@@ -47,6 +47,7 @@ from processors.chain import (
     wetland_layers,
 )
 from processors.forest import forest_baseline
+from processors.coarse import HALO, coarse_refine_plan, refine_coarse_severity
 from processors.incremental import STATE_DTYPES, ForestBurnState, advance, observation_layers, prime, state_layers
 from processors.indices import mndwi, nbr, ndvi
 from processors.seasons import season_windows
@@ -331,6 +332,8 @@ def update_alerts(settings: Settings, land: Landscape, night: dt.date, *, store:
             lay, how = forest_burn_nightly(cube_store, ds, season0=season0, year=year, base_years=base_years,
                                            thresholds=th.chain(), forest=forest)
             rep.notes.append(how)
+            # fires first seen at 30 m: the post-fire NBR's 10 m detail from a later Sentinel-2 look
+            lay = refine_coarse(lay, ds, th.chain())
             masks = alert_masks(lay)
             scars = burn_scar_pixels(lay, masks, th.chain())
             # burn severity and dNBR only inside the burn-scar alerts: the cube shows the burned area
@@ -599,6 +602,30 @@ def _memmap_of(a: Any) -> np.memmap | None:
     while a is not None and not isinstance(a, np.memmap):
         a = getattr(a, "base", None)
     return a if isinstance(a, np.memmap) and getattr(a, "_mmap", None) is not None else None
+
+
+def refine_coarse(lay: xr.Dataset, ds: xr.Dataset, thresholds: ChainThresholds, *, band_rows: int = 1024
+                  ) -> xr.Dataset:
+    """:func:`processors.coarse.refine_coarse_severity` over computed layers (in memory, or the
+    memory-mapped layers of a big landscape, refined in place), loading the few looks it needs from
+    ``ds`` band by band of rows (with the halo), only over the rows where a 30 m look first
+    detected a burned pixel."""
+    plan = coarse_refine_plan(lay, ds["time"].values, ds["platform"].values, thresholds)
+    if not plan.looks:
+        return lay
+    ny = lay.sizes["y"]
+    d_all, s_all = lay["dnbr"].data, lay["severity"].data
+    if not (getattr(d_all, "flags", None) is not None and d_all.flags.writeable and s_all.flags.writeable):
+        lay = lay.copy(deep=True)
+        d_all, s_all = lay["dnbr"].data, lay["severity"].data
+    for b0 in range(plan.rows.start, plan.rows.stop, band_rows):
+        b1 = min(b0 + band_rows, plan.rows.stop)
+        h0, h1 = max(b0 - HALO, 0), min(b1 + HALO, ny)
+        looks = ds[list(BANDS)].isel(time=plan.looks, y=slice(h0, h1)).compute()
+        part = refine_coarse_severity(lay.isel(y=slice(b0, b1)), looks, top=b0 - h0, thresholds=thresholds)
+        d_all[b0:b1] = part["dnbr"].values
+        s_all[b0:b1] = part["severity"].values
+    return lay
 
 
 def release_layers(lay: xr.Dataset) -> None:

@@ -59,6 +59,8 @@ class ChainThresholds:
     burn_mmu_ha: float = 1.0
     burn_core_ha: float = 0.25  #: a fire has a core of at least moderate severity (dNBR >= 0.27)
     burn_post_fine_days: float = 3.0  #: a 10-20 m look this soon after a 30 m detection gives the post-fire NBR
+    #: ... and one this soon, the 10 m detail around the 30 m value (processors.coarse)
+    burn_post_coarse_days: float = 30.0
     #: this season's phenology against the baseline years' is read from the undisturbed reference (forest)
     #: pixels of square tiles this many pixels a side (a multiple of it must divide the nightly state's strips) ...
     reference_tile_px: int = 256

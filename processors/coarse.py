@@ -1,0 +1,166 @@
+"""Burn severity of fires first seen by a 30 m look, with the 10 m detail of a later Sentinel-2 look.
+
+A Landsat pixel averages 3 x 3 Sentinel-2 pixels of a patchy burn, and on the 10 m grid (nearest
+neighbour, the loader's default) each of them takes its value: dNBR at the first detection is
+blurred to 30 m, and read on the narrow NIR (OLI B5) where Key & Benson's scale is on the broad one.
+When no 10-20 m look follows within ``burn_post_fine_days``, the first clear Sentinel-2 look within
+``burn_post_coarse_days`` of the detection gives the pattern the 30 m look averaged away, the idea
+of STARFM (Gao et al. 2006, *IEEE TGRS* 44, 2207-2218): the post-fire NBR of a pixel becomes
+
+    NBR_30m(detection) + [NBR_broad(S2 look) - NBR_narrow(S2 look averaged over the 30 m pixel)]
+
+where "the 30 m pixel" is the set of 10 m pixels that took the same Landsat pixel's value (its
+neighbours within 2 px with the same B8A-equivalent and SWIR 2.2 µm values in that look). Burned
+char changes little over a few weeks, so the bracket - the 10 m pattern around the 30 m mean, and
+the broad against the narrow NIR - carries over; the 30 m level stays the detection's.
+
+It works on *computed* layers (:func:`processors.chain.forest_burn_layers`, or the nightly state's
+:func:`processors.incremental.state_layers`, which are equal) and on the few looks it needs, which
+the caller loads (:func:`coarse_refine_plan`); so the season chain and the nightly flow refine the
+same way, band by band of rows on a big landscape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import xarray as xr
+
+from .burn import SEVERITY_BREAKS
+from .chain import ChainThresholds, hazy
+from .forest import CONFIRMED
+from .vectorize import _numpy
+
+__all__ = ["CoarsePlan", "coarse_refine_plan", "refine_coarse_severity", "HALO"]
+
+HALO = 2  #: rows (and columns) around a pixel where the 10 m pixels of its 30 m pixel can lie
+_BANDS = ("blue", "green", "red", "nir", "nir08", "swir16", "swir22")
+
+
+@dataclass(frozen=True)
+class CoarsePlan:
+    """What :func:`refine_coarse_severity` needs: the looks (indices into the series' time) and the
+    rows (a slice, before the halo) where pixels first detected by a 30 m look are."""
+
+    looks: list[int]
+    rows: slice | None
+
+
+def _fine(platforms: np.ndarray) -> np.ndarray:
+    return np.char.startswith(np.asarray(platforms).astype(str), "sentinel-2")
+
+
+def _first_times(layers: xr.Dataset) -> np.ndarray:
+    bf = _numpy(layers["burn_first"], "burn_first").astype("datetime64[s]")
+    return np.where(_numpy(layers["burn_status"], "burn_status") == CONFIRMED, bf, np.datetime64("NaT", "s"))
+
+
+def coarse_refine_plan(layers: xr.Dataset, times: np.ndarray, platforms: np.ndarray,
+                       thresholds: ChainThresholds = ChainThresholds()) -> CoarsePlan:
+    """The looks and rows that :func:`refine_coarse_severity` reads, from computed layers.
+
+    ``times`` and ``platforms``: the series' observation times and platforms (``sentinel-2*`` are
+    the 10-20 m looks). Empty when no burned pixel was first detected by a coarser look."""
+    th = thresholds
+    t = np.asarray(times).astype("datetime64[s]")
+    fine = _fine(platforms)
+    first = _first_times(layers)
+    looks: set[int] = set()
+    rows = np.zeros(first.shape[0], bool)
+    for c in np.flatnonzero(~fine):
+        hit = first == t[c]
+        if not hit.any():
+            continue
+        gap = (t - t[c]) / np.timedelta64(1, "D")
+        after = np.flatnonzero(fine & (gap > 0) & (gap <= th.burn_post_coarse_days))
+        if not len(after):
+            continue
+        looks.update([int(c), *map(int, after)])
+        rows |= hit.any(axis=1)
+    if not looks:
+        return CoarsePlan([], None)
+    r = np.flatnonzero(rows)
+    return CoarsePlan(sorted(looks), slice(int(r[0]), int(r[-1]) + 1))
+
+
+def _shift(a: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """``a`` moved so that out[y, x] = a[y + dy, x + dx]; NaN off the edge."""
+    out = np.full_like(a, np.nan)
+    h, w = a.shape
+    ys, yd = (slice(dy, h), slice(0, h - dy)) if dy >= 0 else (slice(0, h + dy), slice(-dy, h))
+    xs, xd = (slice(dx, w), slice(0, w - dx)) if dx >= 0 else (slice(0, w + dx), slice(-dx, w))
+    out[yd, xd] = a[ys, xs]
+    return out
+
+
+def _nbr(nir: np.ndarray, swir: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (nir - swir) / (nir + swir)
+
+
+def refine_coarse_severity(layers: xr.Dataset, looks: xr.Dataset, *, top: int = 0,
+                           thresholds: ChainThresholds = ChainThresholds()) -> xr.Dataset:
+    """``layers`` with ``dnbr`` and ``severity`` refined where a burned pixel was first detected by a
+    30 m look and its first clear, not hazy 10-20 m look after it came later than
+    ``burn_post_fine_days`` (the nightly state's upgrade) but within ``burn_post_coarse_days``.
+
+    ``layers``: computed layers (y, x) of some rows; ``looks``: computed reflectance (time, y, x) of
+    the plan's looks (:func:`coarse_refine_plan`), with ``platform``, over the same columns and
+    rows, plus ``top`` rows above them and any number below (a halo of :data:`HALO` rows where the
+    grid has them). A pixel is refined only when every 10 m pixel of its 30 m pixel is clear at
+    that look; the others keep their value. NumPy only: no dask graph is computed here.
+    """
+    th = thresholds
+    h = layers.sizes["y"]
+    fine = _fine(looks["platform"].values)
+    t = looks["time"].values.astype("datetime64[s]")
+    band = {b: _numpy(looks[b], b).astype(np.float64) for b in _BANDS}
+    forest = _numpy(layers["forest"], "forest").astype(bool)
+    forest_h = np.zeros(band["nir"].shape[1:], bool)
+    forest_h[top:top + h] = forest
+    clean = ~_numpy(hazy(looks, xr.DataArray(forest_h, dims=("y", "x"))), "haze")
+    first = np.full(forest_h.shape, np.datetime64("NaT", "s"))
+    first[top:top + h] = _first_times(layers)
+    dnbr = _numpy(layers["dnbr"], "dnbr").astype(np.float64)
+    d_h = np.full(forest_h.shape, np.nan)
+    d_h[top:top + h] = dnbr
+    offsets = [(dy, dx) for dy in range(-HALO, HALO + 1) for dx in range(-HALO, HALO + 1)]
+    inside = np.ones(forest_h.shape)
+    for c in np.flatnonzero(~fine):
+        todo = first == t[c]
+        if not todo.any():
+            continue
+        l8, l12 = band["nir08"][c], band["swir22"][c]
+        mates = [(dy, dx, (_shift(l8, dy, dx) == l8) & (_shift(l12, dy, dx) == l12)) for dy, dx in offsets]
+        gap = (t - t[c]) / np.timedelta64(1, "D")
+        for f in np.flatnonzero(fine & (gap > 0) & (gap <= th.burn_post_coarse_days)):
+            nir, n8, s12 = band["nir"][f], band["nir08"][f], band["swir22"][f]
+            seen = np.isfinite(nir) & np.isfinite(n8) & np.isfinite(s12) & clean[f]
+            here = todo & seen
+            if not here.any():
+                continue
+            if gap[f] <= th.burn_post_fine_days:  # the post-fire look is this one already
+                todo &= ~here
+                continue
+            s8 = np.zeros_like(n8)
+            s12_sum = np.zeros_like(n8)
+            n = np.zeros_like(n8)
+            whole = np.ones(n8.shape, bool)  # every pixel within HALO clear (a cloud's edge is not)
+            for dy, dx, m in mates:
+                v8, v12, ok = _shift(n8, dy, dx), _shift(s12, dy, dx), _shift(seen.astype(np.float64), dy, dx) == 1
+                whole &= ok | ~(_shift(inside, dy, dx) == 1)
+                use = m & ok
+                s8 += np.where(use, v8, 0.0)
+                s12_sum += np.where(use, v12, 0.0)
+                n += use
+            done = here & whole & (n > 0)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                detail = _nbr(nir, s12) - _nbr(s8 / n, s12_sum / n)
+            d_h = np.where(done, d_h - detail, d_h)
+            todo &= ~done
+    d = d_h[top:top + h].astype(np.float32)
+    burned = _numpy(layers["burn_status"], "burn_status") == CONFIRMED
+    d = np.where(burned, d, np.nan).astype(np.float32)
+    sev = np.where(np.isfinite(d), np.digitize(d, np.asarray(SEVERITY_BREAKS, np.float64)), -1).astype(np.int8)
+    return layers.assign(dnbr=layers["dnbr"].copy(data=d), severity=layers["severity"].copy(data=sev))

@@ -1,0 +1,118 @@
+"""A fire first seen by a 30 m Landsat look: the post-fire NBR's 10 m detail from a later Sentinel-2
+look (processors.coarse). The Landsat look is built as the loader sees it: each 30 m pixel the area
+mean of 3 x 3 Sentinel-2 pixels (its edges at 15 m mod 30, so off the 10 m grid's 3 x 3 blocks by
+one pixel), on the narrow NIR, put on the 10 m grid by nearest neighbour."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from processors.burn import SEVERITY_BREAKS
+from processors.chain import ChainThresholds
+from processors.coarse import coarse_refine_plan, refine_coarse_severity
+from processors.forest import CONFIRMED
+
+BANDS = ("blue", "green", "red", "nir", "nir08", "swir16", "swir22")
+FOREST = np.array([0.020, 0.045, 0.022, 0.330, 0.345, 0.160, 0.070])
+CHAR = np.array([0.030, 0.035, 0.040, 0.060, 0.080, 0.140, 0.130])  # broad NIR darker than narrow on char
+H = W = 31
+T_L, T_S = pd.Timestamp("2026-06-22T02:30"), pd.Timestamp("2026-06-30T02:20")
+
+
+def _nbr(r):
+    return (r[3] - r[6]) / (r[3] + r[6])
+
+
+def _scene(gap_days: float = 8.0, cloud_mate: bool = False):
+    rng = np.random.default_rng(11)
+    sev = np.zeros((H, W))
+    sev[6:26, 5:27] = rng.uniform(0.2, 1.0, (20, 22))  # patchy at 10 m
+    refl = FOREST[:, None, None] * (1 - sev) + CHAR[:, None, None] * sev  # (band, y, x), after the fire
+    # Landsat: 3 x 3 area means with the blocks starting at row/column 1, copied back to their 10 m pixels
+    land = refl.copy()
+    for r0 in range(-2, H, 3):
+        for c0 in range(-2, W, 3):
+            ys, xs = slice(max(r0, 0), max(r0 + 3, 0)), slice(max(c0, 0), max(c0 + 3, 0))
+            if land[:, ys, xs].size:
+                land[:, ys, xs] = refl[:, ys, xs].mean(axis=(1, 2), keepdims=True)
+    land[3] = land[4]  # OLI has the narrow NIR only
+    t_s = T_L + pd.Timedelta(days=gap_days)
+    s2 = refl.copy()
+    if cloud_mate:
+        s2[:, 10, 10] = np.nan  # one 10 m pixel of a 30 m pixel under cloud at the Sentinel-2 look
+    looks = xr.Dataset({b: (("time", "y", "x"), np.stack([land[i], s2[i]]).astype(np.float32)) for i, b in enumerate(BANDS)},
+                       coords={"time": [T_L, t_s], "platform": ("time", ["landsat-9", "sentinel-2b"])})
+    pre = _nbr(FOREST)
+    burned = sev > 0
+    dnbr = np.where(burned, pre - _nbr(land), np.nan).astype(np.float32)
+    truth = np.where(burned, pre - _nbr(refl), np.nan)  # Key & Benson's broad NIR at 10 m
+    sev_cls = np.where(burned, np.digitize(dnbr, SEVERITY_BREAKS), -1).astype(np.int8)
+    layers = xr.Dataset({"forest": (("y", "x"), np.ones((H, W), bool)),
+                         "burn_status": (("y", "x"), np.where(burned, CONFIRMED, 0).astype(np.int8)),
+                         "burn_first": (("y", "x"), np.where(burned, np.datetime64(T_L, "ns"), np.datetime64("NaT", "ns"))),
+                         "dnbr": (("y", "x"), dnbr), "severity": (("y", "x"), sev_cls)})
+    return layers, looks, truth, burned
+
+
+def _classes(d):
+    return np.digitize(d, SEVERITY_BREAKS)
+
+
+def test_the_sentinel2_detail_restores_the_10m_severity():
+    layers, looks, truth, burned = _scene()
+    plan = coarse_refine_plan(layers, looks["time"].values, looks["platform"].values)
+    assert plan.looks == [0, 1] and plan.rows == slice(6, 26)
+    out = refine_coarse_severity(layers, looks)
+    before, after = layers["dnbr"].values[burned], out["dnbr"].values[burned]
+    assert np.abs(before - truth[burned]).mean() > 0.05  # the 30 m look blurs and reads the narrow NIR
+    # exact where the burn is whole under each 30 m pixel's mates (char the same at both looks)
+    np.testing.assert_allclose(after, truth[burned], atol=1e-5)
+    assert (out["severity"].values[burned] == _classes(truth[burned])).all()
+    assert (_classes(before) == _classes(truth[burned])).mean() < 0.8
+    assert (out["severity"].values[~burned] == -1).all() and np.isnan(out["dnbr"].values[~burned]).all()
+
+
+def test_a_cloudy_mate_a_near_or_a_late_look_leave_the_value():
+    layers, looks, truth, burned = _scene(cloud_mate=True)
+    out = refine_coarse_severity(layers, looks)
+    # the pixels within 2 px of the cloudy one (a cloud's edge), the 30 m pixel over rows 10-12 and
+    # columns 10-12 among them, keep the 30 m value
+    blk = np.zeros_like(burned)
+    blk[8:13, 8:13] = True
+    np.testing.assert_array_equal(out["dnbr"].values[blk], layers["dnbr"].values[blk])
+    np.testing.assert_allclose(out["dnbr"].values[burned & ~blk], truth[burned & ~blk], atol=1e-5)
+    th = ChainThresholds()
+    for gap in (th.burn_post_fine_days - 1, th.burn_post_coarse_days + 1):  # the upgrade's look already; too late
+        layers, looks, _, _ = _scene(gap_days=gap)
+        out = refine_coarse_severity(layers, looks, thresholds=th)
+        np.testing.assert_array_equal(out["dnbr"].values, layers["dnbr"].values)
+
+
+def test_pixels_first_seen_at_10m_are_not_touched():
+    layers, looks, _, burned = _scene()
+    layers["burn_first"] = layers["burn_first"].where(~burned, np.datetime64(T_S, "ns"))
+    assert coarse_refine_plan(layers, looks["time"].values, looks["platform"].values).looks == []
+    out = refine_coarse_severity(layers, looks)
+    np.testing.assert_array_equal(out["dnbr"].values, layers["dnbr"].values)
+
+
+@pytest.mark.parametrize("band_rows", [4, 7, 1024])
+def test_band_by_band_equals_the_whole_grid(band_rows):
+    """The flows' helper loads the looks band by band with a halo of 2 rows: the same values."""
+    from flows.pipeline import refine_coarse
+
+    layers, looks, _, _ = _scene()
+    whole = refine_coarse_severity(layers, looks)
+    series = looks.chunk({"y": 5})  # lazy, as the cube is
+    got = refine_coarse(layers.copy(deep=True), series, ChainThresholds(), band_rows=band_rows)
+    np.testing.assert_array_equal(got["dnbr"].values, whole["dnbr"].values)
+    np.testing.assert_array_equal(got["severity"].values, whole["severity"].values)
+
+
+def test_lazy_looks_are_refused():
+    layers, looks, _, _ = _scene()
+    with pytest.raises(TypeError, match="compute it"):
+        refine_coarse_severity(layers, looks.chunk({"y": 8}))
