@@ -420,21 +420,33 @@ def alerts_export(
 def evaluate(
     archive: Path = typer.Argument(..., help="A demo archive with truth/ (e.g. demo-output/archive)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full results here (JSON)."),
+    outputs: Optional[Path] = typer.Option(
+        None, "--outputs", help="Score what a run wrote to this folder (alerts.parquet, cubes/) instead of "
+                                "running the chain (e.g. demo-output, after make demo)."),
 ) -> None:
     """Run the processing chain on an archive and score it against its truth (targets of the processing core).
 
+    With --outputs, score a run's outputs (its confirmed alerts and the cubes' annual layers) instead.
     Exit code 0 when every target is met, 1 when one is not, 2 on bad input.
     """
-    from flows.evaluate import evaluate_archive
+    from flows.evaluate import evaluate_archive, evaluate_outputs
 
     if not (archive / "truth" / "truth.json").exists():
         err.print(f"[red]error[/red] {archive} has no truth/truth.json; evaluate a demo archive "
                   "(amurwatch demo generate DIR)")
         raise typer.Exit(EXIT_BAD_INPUT)
-    with _progress() as prog:
-        task = prog.add_task("evaluating landscapes", total=len(load_landscapes(archive / "aoi.geojson")))
-        res = evaluate_archive(archive, progress=lambda lid: prog.update(task, advance=1, description=f"evaluating {lid}"))
-    t = Table(title=f"amurwatch evaluate {archive}")
+    if outputs is not None:
+        if not (outputs / "alerts.parquet").exists() or not (outputs / "cubes").is_dir():
+            err.print(f"[red]error[/red] {outputs} holds no run outputs (alerts.parquet and cubes/); pass the "
+                      "folder given to `amurwatch run --out`, or demo-output after make demo")
+            raise typer.Exit(EXIT_BAD_INPUT)
+        res = evaluate_outputs(archive, outputs)
+    else:
+        with _progress() as prog:
+            task = prog.add_task("evaluating landscapes", total=len(load_landscapes(archive / "aoi.geojson")))
+            res = evaluate_archive(archive, progress=lambda lid: prog.update(task, advance=1,
+                                                                             description=f"evaluating {lid}"))
+    t = Table(title=f"amurwatch evaluate {archive}" + (f" --outputs {outputs}" if outputs is not None else ""))
     for c in ("event", "kind", "truth ha", "detected", "area ratio", "latency"):
         t.add_column(c)
     for e in res["per_event"]:

@@ -1,8 +1,9 @@
 """``amurwatch evaluate``: run the processing chain on an archive and score it against the truth.
 
-Until the nightly outputs exist (alert store, cubes), this evaluates the processors directly:
-for every landscape of ``ARCHIVE/aoi.geojson`` it loads the clear-sky reflectance, runs the
-indicators the landscape's ecosystems call for, and compares with ``ARCHIVE/truth/``.
+:func:`evaluate_archive` evaluates the processors directly: for every landscape of
+``ARCHIVE/aoi.geojson`` it loads the clear-sky reflectance, runs the indicators the landscape's
+ecosystems call for (as the nightly flow does), and compares with ``ARCHIVE/truth/``.
+:func:`evaluate_outputs` scores what a run wrote (``amurwatch evaluate ARCHIVE --outputs OUT``).
 """
 
 from __future__ import annotations

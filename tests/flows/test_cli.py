@@ -54,3 +54,19 @@ def test_cli_run_refuses_bad_input_before_any_work(tmp_path):
              env={"AMURWATCH_RESOLUTON": "20"})
     assert r.returncode == 2 and "AMURWATCH_RESOLUTON" in r.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_cli_evaluate_scores_a_run_s_outputs(replay, tmp_path):
+    """``amurwatch evaluate ARCHIVE --outputs OUT`` scores what the replay wrote (confirmed alerts, the
+    cubes' annual layers), as the demo's summary does, and refuses a folder with no outputs."""
+    from flows.evaluate import evaluate_outputs
+
+    js = tmp_path / "scores.json"
+    r = _cli("evaluate", str(replay["archive"]), "--outputs", str(replay["out"]), "--json", str(js))
+    got = json.loads(js.read_text())
+    want = evaluate_outputs(replay["archive"], replay["out"])
+    assert r.returncode == (0 if all(v["met"] for v in want["targets"].values()) else 1), r.stderr[-2000:]
+    assert got["outputs"] == str(replay["out"]) and got["per_event"] == json.loads(json.dumps(want["per_event"], default=str))
+    assert "--outputs" in r.stdout and "every event >= 0.5 ha detected" in r.stdout
+    r = _cli("evaluate", str(replay["archive"]), "--outputs", str(tmp_path / "empty"))
+    assert r.returncode == 2 and "holds no run outputs" in r.stderr
