@@ -192,18 +192,18 @@ def burn_severity_at_detection(nbr_series: xr.DataArray, detected: xr.DataArray,
                        "dnbr": d, "rdnbr": rdnbr(pre, d), "severity": severity_classes(d)})
 
 
-def _drop_from_previous_block(x: np.ndarray, days: np.ndarray | None = None, max_gap: float = np.inf) -> np.ndarray:
+def _drop_from_previous_block(x: np.ndarray, when: np.ndarray | None = None, max_gap: float = np.inf) -> np.ndarray:
     """previous clear value minus current, along the last axis; NaN where either is missing, or where
-    the previous clear value is more than ``max_gap`` older (``days``: the last axis' times, same unit)."""
+    the previous clear value is more than ``max_gap`` older (``when``: the last axis' times, same unit)."""
     out = np.full(x.shape, np.nan, dtype=np.float32)
     prev = np.full(x.shape[:-1], np.nan, dtype=np.float64)
-    prev_day = np.full(x.shape[:-1], -np.inf)
+    prev_when = np.full(x.shape[:-1], -np.inf)
     for k in range(x.shape[-1]):
         cur = x[..., k]
         d = prev - cur
-        if days is not None:
-            d = np.where(days[k] - prev_day <= max_gap, d, np.nan)
-            prev_day = np.where(np.isfinite(cur), days[k], prev_day)
+        if when is not None:
+            d = np.where(when[k] - prev_when <= max_gap, d, np.nan)
+            prev_when = np.where(np.isfinite(cur), when[k], prev_when)
         out[..., k] = d
         prev = np.where(np.isfinite(cur), cur, prev)
     return out
@@ -222,7 +222,7 @@ def drop_from_previous(series: xr.DataArray, *, dim: str = "time", max_gap_days:
     if max_gap_days is not None:
         # in seconds, as the nightly state's clock (processors.incremental): the same gaps to the second
         secs = series[dim].values.astype("datetime64[s]").astype(np.int64).astype(np.float64)
-        kw = {"days": secs, "max_gap": float(max_gap_days) * 86400.0}
+        kw = {"when": secs, "max_gap": float(max_gap_days) * 86400.0}
     out = xr.apply_ufunc(_drop_from_previous_block, s, input_core_dims=[[dim]], output_core_dims=[[dim]],
                          dask="parallelized", output_dtypes=[np.float32], kwargs=kw).transpose(*series.dims)
     out.name = f"{series.name or 'series'}_step_drop"

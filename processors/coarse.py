@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
-from .burn import SEVERITY_BREAKS
+from .burn import severity_classes
 from .chain import ChainThresholds, hazy
 from .forest import CONFIRMED
 from .vectorize import _numpy
@@ -125,14 +125,16 @@ def refine_coarse_severity(layers: xr.Dataset, looks: xr.Dataset, *, top: int = 
     dnbr = _numpy(layers["dnbr"], "dnbr").astype(np.float64)
     d_h = np.full(forest_h.shape, np.nan)
     d_h[top:top + h] = dnbr
-    offsets = [(dy, dx) for dy in range(-HALO, HALO + 1) for dx in range(-HALO, HALO + 1)]
-    inside = np.ones(forest_h.shape)
+    # each neighbour offset, with where it falls on the grid (the grid's edge is not a cloud's)
+    ones = np.ones(forest_h.shape)
+    offsets = [(dy, dx, _shift(ones, dy, dx) == 1) for dy in range(-HALO, HALO + 1) for dx in range(-HALO, HALO + 1)]
     for c in np.flatnonzero(~fine):
         todo = first == t[c]
         if not todo.any():
             continue
         l8, l12 = band["nir08"][c], band["swir22"][c]
-        mates = [(dy, dx, (_shift(l8, dy, dx) == l8) & (_shift(l12, dy, dx) == l12)) for dy, dx in offsets]
+        mates = [(dy, dx, on_grid, (_shift(l8, dy, dx) == l8) & (_shift(l12, dy, dx) == l12))
+                 for dy, dx, on_grid in offsets]
         gap = (t - t[c]) / np.timedelta64(1, "D")
         for f in np.flatnonzero(fine & (gap > 0) & (gap <= th.burn_post_coarse_days)):
             nir, n8, s12 = band["nir"][f], band["nir08"][f], band["swir22"][f]
@@ -147,9 +149,9 @@ def refine_coarse_severity(layers: xr.Dataset, looks: xr.Dataset, *, top: int = 
             s12_sum = np.zeros_like(n8)
             n = np.zeros_like(n8)
             whole = np.ones(n8.shape, bool)  # every pixel within HALO clear (a cloud's edge is not)
-            for dy, dx, m in mates:
+            for dy, dx, on_grid, m in mates:
                 v8, v12, ok = _shift(n8, dy, dx), _shift(s12, dy, dx), _shift(seen.astype(np.float64), dy, dx) == 1
-                whole &= ok | ~(_shift(inside, dy, dx) == 1)
+                whole &= ok | ~on_grid
                 use = m & ok
                 s8 += np.where(use, v8, 0.0)
                 s12_sum += np.where(use, v12, 0.0)
@@ -161,6 +163,5 @@ def refine_coarse_severity(layers: xr.Dataset, looks: xr.Dataset, *, top: int = 
             todo &= ~done
     d = d_h[top:top + h].astype(np.float32)
     burned = _numpy(layers["burn_status"], "burn_status") == CONFIRMED
-    d = np.where(burned, d, np.nan).astype(np.float32)
-    sev = np.where(np.isfinite(d), np.digitize(d, np.asarray(SEVERITY_BREAKS, np.float64)), -1).astype(np.int8)
-    return layers.assign(dnbr=layers["dnbr"].copy(data=d), severity=layers["severity"].copy(data=sev))
+    d = layers["dnbr"].copy(data=np.where(burned, d, np.nan).astype(np.float32))
+    return layers.assign(dnbr=d, severity=layers["severity"].copy(data=severity_classes(d).values))

@@ -86,15 +86,14 @@ def prime(state: ForestBurnState, before: xr.Dataset, *, reference: xr.DataArray
         nb, vis = nb.where(clean), vis.where(clean)
     nb, vis = nb.values, vis.values
     _, secs = time_axes(before["time"].values)
-    for name, x in (("prev_nbr", nb), ("prev_visible", vis)):
-        prev = state.arrays[name]
-        for k in range(x.shape[0]):
-            prev = np.where(np.isfinite(x[k]), x[k], prev)
-        state.arrays[name] = prev.astype(STATE_DTYPES[name])
-    when = state.arrays["prev_nbr_time"]
+    a = state.arrays
     for k in range(nb.shape[0]):
-        when = np.where(np.isfinite(nb[k]), secs[k], when)
-    state.arrays["prev_nbr_time"] = when.astype(STATE_DTYPES["prev_nbr_time"])
+        seen = np.isfinite(nb[k])
+        a["prev_nbr"] = np.where(seen, nb[k], a["prev_nbr"])
+        a["prev_nbr_time"] = np.where(seen, secs[k], a["prev_nbr_time"])
+        a["prev_visible"] = np.where(np.isfinite(vis[k]), vis[k], a["prev_visible"])
+    for name in ("prev_nbr", "prev_nbr_time", "prev_visible"):
+        a[name] = a[name].astype(STATE_DTYPES[name])
 
 
 def advance(state: ForestBurnState, obs: xr.Dataset, thresholds: ChainThresholds = ChainThresholds()) -> None:
