@@ -115,16 +115,25 @@ def refine_coarse_severity(layers: xr.Dataset, looks: xr.Dataset, *, top: int = 
     h = layers.sizes["y"]
     fine = _fine(looks["platform"].values)
     t = looks["time"].values.astype("datetime64[s]")
+    shape = (looks.sizes["y"], looks.sizes["x"])
+    first_all = np.full(shape, np.datetime64("NaT", "s"))
+    first_all[top:top + h] = _first_times(layers)
+    d_all = np.full(shape, np.nan)
+    d_all[top:top + h] = _numpy(layers["dnbr"], "dnbr").astype(np.float64)
+    # the work is confined to the box around the pixels a 30 m look detected, with the halo (every
+    # such pixel keeps its whole neighbourhood; the box's edge is the grid's only where it is there)
+    cand = np.isin(first_all, t[~fine]) if (~fine).any() else np.zeros(shape, bool)
+    ry, rx = np.flatnonzero(cand.any(axis=1)), np.flatnonzero(cand.any(axis=0))
+    box = (slice(max(int(ry[0]) - HALO, 0), min(int(ry[-1]) + 1 + HALO, shape[0])),
+           slice(max(int(rx[0]) - HALO, 0), min(int(rx[-1]) + 1 + HALO, shape[1]))) if len(ry) else (slice(0, 0),) * 2
+    looks = looks.isel(y=box[0], x=box[1])
     band = {b: _numpy(looks[b], b).astype(np.float64) for b in _BANDS}
-    forest = _numpy(layers["forest"], "forest").astype(bool)
-    forest_h = np.zeros(band["nir"].shape[1:], bool)
-    forest_h[top:top + h] = forest
+    forest_h = np.zeros(shape, bool)
+    forest_h[top:top + h] = _numpy(layers["forest"], "forest").astype(bool)
+    forest_h = forest_h[box]
     clean = ~_numpy(hazy(looks, xr.DataArray(forest_h, dims=("y", "x"))), "haze")
-    first = np.full(forest_h.shape, np.datetime64("NaT", "s"))
-    first[top:top + h] = _first_times(layers)
-    dnbr = _numpy(layers["dnbr"], "dnbr").astype(np.float64)
-    d_h = np.full(forest_h.shape, np.nan)
-    d_h[top:top + h] = dnbr
+    first = first_all[box]
+    d_h = d_all[box]
     # each neighbour offset, with where it falls on the grid (the grid's edge is not a cloud's)
     ones = np.ones(forest_h.shape)
     offsets = [(dy, dx, _shift(ones, dy, dx) == 1) for dy in range(-HALO, HALO + 1) for dx in range(-HALO, HALO + 1)]
@@ -161,7 +170,8 @@ def refine_coarse_severity(layers: xr.Dataset, looks: xr.Dataset, *, top: int = 
                 detail = _nbr(nir, s12) - _nbr(s8 / n, s12_sum / n)
             d_h = np.where(done, d_h - detail, d_h)
             todo &= ~done
-    d = d_h[top:top + h].astype(np.float32)
+    d_all[box] = d_h
+    d = d_all[top:top + h].astype(np.float32)
     burned = _numpy(layers["burn_status"], "burn_status") == CONFIRMED
     d = layers["dnbr"].copy(data=np.where(burned, d, np.nan).astype(np.float32))
     return layers.assign(dnbr=d, severity=layers["severity"].copy(data=severity_classes(d).values))

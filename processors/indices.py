@@ -13,12 +13,23 @@ import xarray as xr
 __all__ = ["ndvi", "nbr", "ndwi", "mndwi", "normalized_difference"]
 
 
+def _normalized_difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The kernel: one pass per arithmetic step, in place (a per-night cost of the flows)."""
+    dtype = np.result_type(a.dtype, b.dtype, np.float32)
+    a, b = np.asarray(a, dtype), np.asarray(b, dtype)
+    den = a + b
+    out = a - b
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        np.divide(out, den, out=out)
+        out = out.astype(np.float32, copy=False)
+    out[~np.isfinite(out)] = np.nan  # 0 / 0, x / 0 and float32 overflow: undefined
+    return out
+
+
 def normalized_difference(a: xr.DataArray, b: xr.DataArray, *, name: str, long_name: str) -> xr.DataArray:
     """``(a - b) / (a + b)``, float32, NaN where undefined; grids must match exactly."""
-    a, b = xr.align(a, b, join="exact")
-    den = a + b
-    out = ((a - b) / den.where(den != 0)).astype(np.float32)
-    out = out.where(np.isfinite(out))
+    out = xr.apply_ufunc(_normalized_difference, a, b, join="exact", dask="parallelized",
+                         output_dtypes=[np.float32], keep_attrs=True)
     out.name = name
     out.attrs = {"long_name": long_name, "units": "1", "valid_min": -1.0, "valid_max": 1.0}
     return out
