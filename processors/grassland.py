@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
+from .forest import nanmedian_time
 from .seasons import in_window
 from .trends import mann_kendall
 
@@ -77,7 +78,10 @@ def drop_low_outliers(ndvi: xr.DataArray, *, below: float = 0.07, span_years: in
         return ndvi
     if ndvi.chunks is not None:
         ndvi = ndvi.chunk({"time": -1})
-    refs = [ndvi.isel(time=np.nonzero(np.abs(yr.values - y) <= span_years)[0]).median("time", skipna=True)
+    # nanmedian_time: NumPy's nanmedian values, without its all-NaN warning (a pixel cloudy all
+    # summer is not news; silencing warnings is not thread-safe under dask)
+    refs = [xr.apply_ufunc(nanmedian_time, ndvi.isel(time=np.nonzero(np.abs(yr.values - y) <= span_years)[0]),
+                           input_core_dims=[["time"]], dask="parallelized", output_dtypes=[ndvi.dtype])
             for y in years]
     ref = xr.concat(refs, dim="year").assign_coords(year=years)
     ref_t = ref.isel(year=xr.DataArray(np.searchsorted(years, yr.values), dims="time")).drop_vars("year")

@@ -10,6 +10,8 @@ import numpy as np
 import xarray as xr
 from scipy.special import ndtr
 
+from .forest import nanmedian_time
+
 __all__ = ["mann_kendall", "theil_sen_mk_numpy"]
 
 
@@ -42,8 +44,8 @@ def theil_sen_mk_numpy(y: np.ndarray, x: np.ndarray, continuity: bool = True
     valid = np.isfinite(d)
     s = np.where(valid, np.sign(d), 0.0).sum(axis=-1)
     n = np.isfinite(y).sum(axis=-1).astype(np.float64)
-    with np.errstate(all="ignore"):
-        slope = np.nanmedian(np.where(valid, slopes, np.nan), axis=-1) if valid.any() else np.full(s.shape, np.nan)
+    with np.errstate(all="ignore"):  # (nanmedian_time: no all-NaN warning for a pixel without pairs)
+        slope = nanmedian_time(np.where(valid, slopes, np.nan)) if valid.any() else np.full(s.shape, np.nan)
     var = n * (n - 1) * (2 * n + 5) / 18.0
     # tie correction: sum over tie groups of t(t-1)(2t+5); with c_k = how many values equal y_k,
     # a group of t equal values contributes t times (t-1)(2t+5), so the sum is sum_k (c_k-1)(2c_k+5)
