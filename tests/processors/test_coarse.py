@@ -116,3 +116,38 @@ def test_lazy_looks_are_refused():
     layers, looks, _, _ = _scene()
     with pytest.raises(TypeError, match="compute it"):
         refine_coarse_severity(layers, looks.chunk({"y": 8}))
+
+
+def test_the_work_is_confined_to_the_fire_s_box_with_the_same_values():
+    """A small fire in a wide landscape (and a halo row above the layers' rows): the refinement works
+    in the box around the 30 m detections only, and gives exactly the values of the fire's own scene."""
+    layers, looks, truth, burned = _scene()
+    ref = refine_coarse_severity(layers, looks)
+    top, (y0, x0), (hh, ww) = 2, (37, 101), (90, 160)
+
+    def pad_looks(a, fill):
+        out = np.broadcast_to(fill, (a.shape[0], hh + top, ww)).astype(np.float32).copy()
+        out[:, top + y0:top + y0 + H, x0:x0 + W] = a
+        return out
+
+    big_looks = xr.Dataset({b: (("time", "y", "x"), pad_looks(looks[b].values, np.float32(FOREST[i])))
+                            for i, b in enumerate(BANDS)}, coords=looks.coords)
+
+    def pad_layer(v, fill):
+        out = np.full((hh, ww), fill, dtype=v.dtype)
+        out[y0:y0 + H, x0:x0 + W] = v
+        return out
+
+    big = xr.Dataset({"forest": (("y", "x"), pad_layer(layers["forest"].values, True)),
+                      "burn_status": (("y", "x"), pad_layer(layers["burn_status"].values, np.int8(0))),
+                      "burn_first": (("y", "x"), pad_layer(layers["burn_first"].values, np.datetime64("NaT", "ns"))),
+                      "dnbr": (("y", "x"), pad_layer(layers["dnbr"].values, np.float32(np.nan))),
+                      "severity": (("y", "x"), pad_layer(layers["severity"].values, np.int8(-1)))})
+    out = refine_coarse_severity(big, big_looks, top=top)
+    win = (slice(y0, y0 + H), slice(x0, x0 + W))
+    np.testing.assert_array_equal(out["dnbr"].values[win], ref["dnbr"].values)
+    np.testing.assert_array_equal(out["severity"].values[win], ref["severity"].values)
+    rest = np.ones((hh, ww), bool)
+    rest[win] = False
+    assert np.isnan(out["dnbr"].values[rest]).all() and (out["severity"].values[rest] == -1).all()
+    assert not np.array_equal(ref["dnbr"].values[burned], layers["dnbr"].values[burned])  # it did refine
