@@ -94,6 +94,12 @@ def _shift(a: np.ndarray, dy: int, dx: int) -> np.ndarray:
     return out
 
 
+def _around(hit: np.ndarray) -> slice:
+    """The span of the True entries of a 1-D mask, widened by :data:`HALO` within it (empty if none)."""
+    i = np.flatnonzero(hit)
+    return slice(max(int(i[0]) - HALO, 0), min(int(i[-1]) + 1 + HALO, hit.size)) if len(i) else slice(0, 0)
+
+
 def _nbr(nir: np.ndarray, swir: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         return (nir - swir) / (nir + swir)
@@ -122,10 +128,8 @@ def refine_coarse_severity(layers: xr.Dataset, looks: xr.Dataset, *, top: int = 
     d_all[top:top + h] = _numpy(layers["dnbr"], "dnbr").astype(np.float64)
     # the work is confined to the box around the pixels a 30 m look detected, with the halo (every
     # such pixel keeps its whole neighbourhood; the box's edge is the grid's only where it is there)
-    cand = np.isin(first_all, t[~fine]) if (~fine).any() else np.zeros(shape, bool)
-    ry, rx = np.flatnonzero(cand.any(axis=1)), np.flatnonzero(cand.any(axis=0))
-    box = (slice(max(int(ry[0]) - HALO, 0), min(int(ry[-1]) + 1 + HALO, shape[0])),
-           slice(max(int(rx[0]) - HALO, 0), min(int(rx[-1]) + 1 + HALO, shape[1]))) if len(ry) else (slice(0, 0),) * 2
+    cand = np.isin(first_all, t[~fine])
+    box = (_around(cand.any(axis=1)), _around(cand.any(axis=0)))
     looks = looks.isel(y=box[0], x=box[1])
     band = {b: _numpy(looks[b], b).astype(np.float64) for b in _BANDS}
     forest_h = np.zeros(shape, bool)
@@ -133,7 +137,7 @@ def refine_coarse_severity(layers: xr.Dataset, looks: xr.Dataset, *, top: int = 
     forest_h = forest_h[box]
     clean = ~_numpy(hazy(looks, xr.DataArray(forest_h, dims=("y", "x"))), "haze")
     first = first_all[box]
-    d_h = d_all[box]
+    d_h = d_all[box]  # a view: refined in place
     # each neighbour offset, with where it falls on the grid (the grid's edge is not a cloud's)
     ones = np.ones(forest_h.shape)
     offsets = [(dy, dx, _shift(ones, dy, dx) == 1) for dy in range(-HALO, HALO + 1) for dx in range(-HALO, HALO + 1)]
@@ -168,9 +172,8 @@ def refine_coarse_severity(layers: xr.Dataset, looks: xr.Dataset, *, top: int = 
             done = here & whole & (n > 0)
             with np.errstate(invalid="ignore", divide="ignore"):
                 detail = _nbr(nir, s12) - _nbr(s8 / n, s12_sum / n)
-            d_h = np.where(done, d_h - detail, d_h)
+            d_h[done] -= detail[done]
             todo &= ~done
-    d_all[box] = d_h
     d = d_all[top:top + h].astype(np.float32)
     burned = _numpy(layers["burn_status"], "burn_status") == CONFIRMED
     d = layers["dnbr"].copy(data=np.where(burned, d, np.nan).astype(np.float32))
