@@ -47,7 +47,7 @@ from processors.chain import (
     wetland_layers,
 )
 from processors.forest import forest_baseline
-from processors.coarse import HALO, coarse_refine_plan, refine_coarse_severity
+from processors.coarse import HALO, apply_coarse_detail, coarse_detail, coarse_refine_plan, confirmed_first
 from processors.incremental import STATE_DTYPES, ForestBurnState, advance, observation_layers, prime, state_layers
 from processors.indices import mndwi, nbr, ndvi
 from processors.seasons import season_windows
@@ -333,7 +333,7 @@ def update_alerts(settings: Settings, land: Landscape, night: dt.date, *, store:
                                            thresholds=th.chain(), forest=forest)
             rep.notes.append(how)
             # fires first seen at 30 m: the post-fire NBR's 10 m detail from a later Sentinel-2 look
-            lay = refine_coarse(lay, ds, th.chain())
+            lay = refine_coarse(lay, ds, th.chain(), store=cube_store, year=year)
             masks = alert_masks(lay)
             scars = burn_scar_pixels(lay, masks, th.chain())
             # burn severity and dNBR only inside the burn-scar alerts: the cube shows the burned area
@@ -604,12 +604,18 @@ def _memmap_of(a: Any) -> np.memmap | None:
     return a if isinstance(a, np.memmap) and getattr(a, "_mmap", None) is not None else None
 
 
-def refine_coarse(lay: xr.Dataset, ds: xr.Dataset, thresholds: ChainThresholds, *, band_rows: int = 1024
-                  ) -> xr.Dataset:
+def refine_coarse(lay: xr.Dataset, ds: xr.Dataset, thresholds: ChainThresholds, *, band_rows: int = 1024,
+                  store: CubeStore | None = None, year: int | None = None) -> xr.Dataset:
     """:func:`processors.coarse.refine_coarse_severity` over computed layers (in memory, or the
     memory-mapped layers of a big landscape, refined in place), loading the few looks it needs from
     ``ds`` band by band of rows (with the halo), only over the rows where a 30 m look first
-    detected a burned pixel."""
+    detected a burned pixel.
+
+    With a cube ``store`` and the ``year``, each band's detail (:func:`processors.coarse.coarse_detail`)
+    is kept beside the cube with a digest of what it depends on: the band's detections and forest
+    mask (with the halo), the looks (time and item id) and the thresholds. A later night whose
+    band has not changed reuses it instead of loading the looks again (after a fire, every night
+    of the season would otherwise redo the same work)."""
     plan = coarse_refine_plan(lay, ds["time"].values, ds["platform"].values, thresholds)
     if not plan.looks:
         return lay
@@ -618,14 +624,60 @@ def refine_coarse(lay: xr.Dataset, ds: xr.Dataset, thresholds: ChainThresholds, 
     if not (getattr(d_all, "flags", None) is not None and d_all.flags.writeable and s_all.flags.writeable):
         lay = lay.copy(deep=True)
         d_all, s_all = lay["dnbr"].data, lay["severity"].data
+    t = ds["time"].values[plan.looks].astype("datetime64[s]").astype(np.int64)
+    ids = ds["item_id"].values[plan.looks] if "item_id" in ds.coords else [""] * len(plan.looks)
+    looks_key = json.dumps([[int(a), str(b)] for a, b in zip(t, ids)] + [asdict(thresholds)], sort_keys=True)
     for b0 in range(plan.rows.start, plan.rows.stop, band_rows):
         b1 = min(b0 + band_rows, plan.rows.stop)
         h0, h1 = max(b0 - HALO, 0), min(b1 + HALO, ny)
-        looks = ds[list(BANDS)].isel(time=plan.looks, y=slice(h0, h1)).compute()
-        part = refine_coarse_severity(lay.isel(y=slice(b0, b1)), looks, top=b0 - h0, thresholds=thresholds)
+        band = lay.isel(y=slice(b0, b1))
+        url = key = None
+        if store is not None and year is not None:
+            url = f"{store.url.removesuffix('.zarr')}.state/coarse-detail-{year}-rows{b0:05d}-{b1:05d}.npz"
+            key = _coarse_key(lay.isel(y=slice(h0, h1)), looks_key, (b0, b1, h0, h1))
+        detail = _load_detail(url, store, key, (b1 - b0, lay.sizes["x"])) if url else None
+        if detail is None:
+            looks = ds[list(BANDS)].isel(time=plan.looks, y=slice(h0, h1)).compute()
+            detail = coarse_detail(band, looks, top=b0 - h0, thresholds=thresholds)
+            if url:
+                _save_detail(url, store, key, detail)
+        part = apply_coarse_detail(band, detail)
         d_all[b0:b1] = part["dnbr"].values
         s_all[b0:b1] = part["severity"].values
     return lay
+
+
+def _coarse_key(rows: xr.Dataset, looks_key: str, where: tuple[int, ...]) -> str:
+    """Digest of what a band's coarse detail depends on (its rows with the halo: the confirmed
+    detections' dates and the forest mask), the looks and thresholds, and the band's place."""
+    h = hashlib.sha1(looks_key.encode())
+    h.update(json.dumps(where).encode())
+    h.update(np.ascontiguousarray(confirmed_first(rows)).view(np.int64).tobytes())
+    h.update(np.ascontiguousarray(np.asarray(rows["forest"].values, bool)).tobytes())
+    return h.hexdigest()
+
+
+def _load_detail(url: str, store: CubeStore, key: str, shape: tuple[int, int]) -> np.ndarray | None:
+    """A band's saved coarse detail, if it was saved under ``key`` (None otherwise)."""
+    fs, path = store._fs(url)
+    if not fs.exists(path):
+        return None
+    with np.load(io.BytesIO(fs.cat_file(path))) as z:
+        if bytes(z["key"]).decode() != key:
+            return None
+        out = np.full(shape, np.nan)
+        out.flat[z["at"]] = z["detail"]
+    return out
+
+
+def _save_detail(url: str, store: CubeStore, key: str, detail: np.ndarray) -> None:
+    """The band's detail at its refined pixels (flat indices and values), replaced whole."""
+    at = np.flatnonzero(np.isfinite(detail))
+    buf = io.BytesIO()
+    np.savez(buf, key=np.frombuffer(key.encode(), np.uint8), at=at, detail=detail.flat[at])
+    fs, path = store._fs(url)
+    fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+    _atomic_put(url, buf.getvalue(), store.storage_options)
 
 
 def release_layers(lay: xr.Dataset) -> None:

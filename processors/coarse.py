@@ -32,7 +32,8 @@ from .chain import ChainThresholds, hazy
 from .forest import CONFIRMED
 from .vectorize import _numpy
 
-__all__ = ["CoarsePlan", "coarse_refine_plan", "refine_coarse_severity", "HALO"]
+__all__ = ["CoarsePlan", "coarse_refine_plan", "refine_coarse_severity", "coarse_detail", "apply_coarse_detail",
+           "confirmed_first", "HALO"]
 
 HALO = 2  #: rows (and columns) around a pixel where the 10 m pixels of its 30 m pixel can lie
 _BANDS = ("blue", "green", "red", "nir", "nir08", "swir16", "swir22")
@@ -51,7 +52,8 @@ def _fine(platforms: np.ndarray) -> np.ndarray:
     return np.char.startswith(np.asarray(platforms).astype(str), "sentinel-2")
 
 
-def _first_times(layers: xr.Dataset) -> np.ndarray:
+def confirmed_first(layers: xr.Dataset) -> np.ndarray:
+    """Per pixel, the first detection time (datetime64[s]) of a confirmed burn; NaT elsewhere."""
     bf = _numpy(layers["burn_first"], "burn_first").astype("datetime64[s]")
     return np.where(_numpy(layers["burn_status"], "burn_status") == CONFIRMED, bf, np.datetime64("NaT", "s"))
 
@@ -65,7 +67,7 @@ def coarse_refine_plan(layers: xr.Dataset, times: np.ndarray, platforms: np.ndar
     th = thresholds
     t = np.asarray(times).astype("datetime64[s]")
     fine = _fine(platforms)
-    first = _first_times(layers)
+    first = confirmed_first(layers)
     looks: set[int] = set()
     rows = np.zeros(first.shape[0], bool)
     for c in np.flatnonzero(~fine):
@@ -116,16 +118,37 @@ def refine_coarse_severity(layers: xr.Dataset, looks: xr.Dataset, *, top: int = 
     rows, plus ``top`` rows above them and any number below (a halo of :data:`HALO` rows where the
     grid has them). A pixel is refined only when every 10 m pixel of its 30 m pixel is clear at
     that look; the others keep their value. NumPy only: no dask graph is computed here.
+
+    The same as :func:`apply_coarse_detail` of :func:`coarse_detail` (which a caller can keep: it
+    depends only on the detections, the forest mask and the looks, not on the dNBR values).
     """
+    return apply_coarse_detail(layers, coarse_detail(layers, looks, top=top, thresholds=thresholds))
+
+
+def apply_coarse_detail(layers: xr.Dataset, detail: np.ndarray) -> xr.Dataset:
+    """``layers`` with ``detail`` (:func:`coarse_detail`) taken off ``dnbr`` where it is finite,
+    ``dnbr`` NaN where the burn is not confirmed, and ``severity`` classed again."""
+    d = _numpy(layers["dnbr"], "dnbr").astype(np.float64)
+    done = np.isfinite(detail)
+    d[done] -= detail[done]
+    burned = _numpy(layers["burn_status"], "burn_status") == CONFIRMED
+    d = layers["dnbr"].copy(data=np.where(burned, d, np.nan).astype(np.float32))
+    return layers.assign(dnbr=d, severity=layers["severity"].copy(data=severity_classes(d).values))
+
+
+def coarse_detail(layers: xr.Dataset, looks: xr.Dataset, *, top: int = 0,
+                  thresholds: ChainThresholds = ChainThresholds()) -> np.ndarray:
+    """The 10 m detail (y, x) of :func:`refine_coarse_severity`, float64: the bracket of the module's
+    formula, taken off dNBR (NBR_post rises by it), at the pixels it refines; NaN elsewhere.
+    Arguments as :func:`refine_coarse_severity`'s; the layers' ``dnbr`` is not read."""
     th = thresholds
     h = layers.sizes["y"]
     fine = _fine(looks["platform"].values)
     t = looks["time"].values.astype("datetime64[s]")
     shape = (looks.sizes["y"], looks.sizes["x"])
     first_all = np.full(shape, np.datetime64("NaT", "s"))
-    first_all[top:top + h] = _first_times(layers)
-    d_all = np.full(shape, np.nan)
-    d_all[top:top + h] = _numpy(layers["dnbr"], "dnbr").astype(np.float64)
+    first_all[top:top + h] = confirmed_first(layers)
+    d_all = np.full(shape, np.nan)  # the detail at the refined pixels
     # the work is confined to the box around the pixels a 30 m look detected, with the halo (every
     # such pixel keeps its whole neighbourhood; the box's edge is the grid's only where it is there)
     cand = np.isin(first_all, t[~fine])
@@ -137,7 +160,7 @@ def refine_coarse_severity(layers: xr.Dataset, looks: xr.Dataset, *, top: int = 
     forest_h = forest_h[box]
     clean = ~_numpy(hazy(looks, xr.DataArray(forest_h, dims=("y", "x"))), "haze")
     first = first_all[box]
-    d_h = d_all[box]  # a view: refined in place
+    d_h = d_all[box]  # a view: written in place
     # each neighbour offset, with where it falls on the grid (the grid's edge is not a cloud's)
     ones = np.ones(forest_h.shape)
     offsets = [(dy, dx, _shift(ones, dy, dx) == 1) for dy in range(-HALO, HALO + 1) for dx in range(-HALO, HALO + 1)]
@@ -172,9 +195,6 @@ def refine_coarse_severity(layers: xr.Dataset, looks: xr.Dataset, *, top: int = 
             done = here & whole & (n > 0)
             with np.errstate(invalid="ignore", divide="ignore"):
                 detail = _nbr(nir, s12) - _nbr(s8 / n, s12_sum / n)
-            d_h[done] -= detail[done]
+            d_h[done] = detail[done]
             todo &= ~done
-    d = d_all[top:top + h].astype(np.float32)
-    burned = _numpy(layers["burn_status"], "burn_status") == CONFIRMED
-    d = layers["dnbr"].copy(data=np.where(burned, d, np.nan).astype(np.float32))
-    return layers.assign(dnbr=d, severity=layers["severity"].copy(data=severity_classes(d).values))
+    return d_all[top:top + h]

@@ -151,3 +151,47 @@ def test_the_work_is_confined_to_the_fire_s_box_with_the_same_values():
     rest[win] = False
     assert np.isnan(out["dnbr"].values[rest]).all() and (out["severity"].values[rest] == -1).all()
     assert not np.array_equal(ref["dnbr"].values[burned], layers["dnbr"].values[burned])  # it did refine
+
+
+def test_the_nightly_flow_keeps_each_band_s_detail_until_its_inputs_change(tmp_path):
+    """With a cube store, a band's detail is saved beside the cube and reused while its detections,
+    forest mask, looks and thresholds are the same (the looks are not read again); a changed
+    detection in a band recomputes that band; a changed dNBR (a later look's upgrade) is refined
+    with the kept detail."""
+    import dask
+    import dask.array as da
+
+    from flows.pipeline import refine_coarse
+    from outputs.cube import CubeStore
+
+    def _boom():
+        raise AssertionError("the looks were read again")
+
+    layers, looks, _, burned = _scene()
+    th = ChainThresholds()
+    store = CubeStore(str(tmp_path / "forest.zarr"))
+    series = looks.chunk({"y": 5})
+    poison = series.copy()
+    for b in BANDS:
+        poison[b] = (("time", "y", "x"), da.from_delayed(dask.delayed(_boom)(), looks[b].shape, np.float32))
+    run = lambda lay, ds: refine_coarse(lay.copy(deep=True), ds, th, band_rows=7, store=store, year=2026)  # noqa: E731
+
+    first = run(layers, series)
+    np.testing.assert_array_equal(first["dnbr"].values, refine_coarse_severity(layers, looks)["dnbr"].values)
+    assert len(list((tmp_path / "forest.state").glob("coarse-detail-2026-rows*.npz"))) == 3  # rows 6-26 in bands of 7
+    again = run(layers, poison)  # nothing changed: no look is read
+    np.testing.assert_array_equal(again["dnbr"].values, first["dnbr"].values)
+    np.testing.assert_array_equal(again["severity"].values, first["severity"].values)
+
+    upgraded = layers.copy(deep=True)
+    upgraded["dnbr"] = upgraded["dnbr"] + np.float32(0.01)
+    np.testing.assert_array_equal(run(upgraded, poison)["dnbr"].values,
+                                  refine_coarse_severity(upgraded, looks)["dnbr"].values)
+
+    moved = layers.copy(deep=True)
+    moved["burn_first"][20, 10] = np.datetime64(T_S, "ns")  # a pixel of the last band: first seen at 10 m
+    with pytest.raises(AssertionError, match="read again"):
+        run(moved, poison)
+    got = run(moved, series)
+    np.testing.assert_array_equal(got["dnbr"].values, refine_coarse_severity(moved, looks)["dnbr"].values)
+    assert not np.array_equal(got["dnbr"].values[burned], first["dnbr"].values[burned], equal_nan=True)
