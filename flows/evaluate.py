@@ -65,7 +65,7 @@ def evaluate_archive(archive: str | Path, *, progress: Callable[[str], None] | N
     """Score the processing chain on a demo archive. Returns a JSON-safe dict (see README)."""
     root = Path(archive)
     truth = json.loads((root / "truth" / "truth.json").read_text())
-    events = gpd.read_file(root / "truth" / "events.geojson")
+    events = _read_events(root)
     my = truth["monitoring_year"]
     base_years = truth["baseline_years"]
     season0 = truth["monitoring_season"][0]
@@ -208,6 +208,19 @@ def _summarise(per_event: list, per_window: dict, **extra: Any) -> dict[str, Any
     return res
 
 
+def _read_events(root: Path) -> gpd.GeoDataFrame:
+    """The archive's truth events, with ``date`` and ``date_end`` as ISO strings (or None) whatever
+    the reader made of them: GDAL parses a column of plain dates as datetimes, which it does when no
+    event carries a period such as the degradation's ``2020..2026`` (an archive whose steppe has
+    no degrading patch)."""
+    ev = gpd.read_file(root / "truth" / "events.geojson")
+    for c in ("date", "date_end"):
+        if c in ev:
+            ev[c] = [None if v is None or (not isinstance(v, str) and pd.isna(v))
+                     else v if isinstance(v, str) else pd.Timestamp(v).date().isoformat() for v in ev[c]]
+    return ev
+
+
 def _match_events(alerts: gpd.GeoDataFrame, events: gpd.GeoDataFrame, window: str, epsg: int, root: Path,
                   times: np.ndarray, clear: np.ndarray, per_event: list) -> dict[str, float]:
     """Match one window's alerts with its truth events (appends to ``per_event``); returns the false
@@ -258,7 +271,7 @@ def evaluate_outputs(archive: str | Path, out: str | Path) -> dict[str, Any]:
 
     root, out = Path(archive), Path(out)
     truth = json.loads((root / "truth" / "truth.json").read_text())
-    events = gpd.read_file(root / "truth" / "events.geojson")
+    events = _read_events(root)
     my = truth["monitoring_year"]
     alerts_all = gpd.read_parquet(out / "alerts.parquet")
     per_event: list = []
