@@ -20,7 +20,7 @@ import pandas as pd
 import xarray as xr
 
 from .burn import SEVERITY_NAMES, burn_severity_at_detection, drop_from_previous, fire_like
-from .forest import CONFIRMED, PROBABLE, forest_baseline, loss_status, seasonal_anomaly, tile_median
+from .forest import CONFIRMED, PROBABLE, WITHDRAWN, forest_baseline, loss_status, seasonal_anomaly, tile_median
 from .indices import mndwi, nbr, ndvi, normalized_difference
 from .vectorize import Patches, _numpy, vectorize_alerts
 from .water import EDGE_M
@@ -209,7 +209,15 @@ def forest_burn_layers(ds: xr.Dataset, *, monitor_start: str, mask_years: list[i
     first_obs = (fire["time"] == burn["first_detected"]).astype(np.float32)
     sev = burn_severity_at_detection(obs["nbr_broad"], first_obs, fine=obs["fine"], post_fine_days=th.burn_post_fine_days,
                                      expected=obs["nbr_expected"])
-    burned = burn["status"] == CONFIRMED
+    # a 30 m pixel over a clearing's edge mixes the dark forest with the bright soil: dark enough, and
+    # its NBR dropped, so fire-like. A burn the 10-20 m looks of the weeks after its detection saw,
+    # and never as fire-like, was not one (char stays dark and low in NBR for months)
+    after = fire["time"] - burn["first_detected"]
+    since = (after >= np.timedelta64(0, "s")) & (after <= np.timedelta64(th.within_days, "D")) & obs["fine"]
+    fine_fire_seen = (since & fire.notnull()).sum("time")
+    fine_fire_hits = (since & (fire == 1)).sum("time")
+    not_fire = (burn["status"] == CONFIRMED) & (fine_fire_seen >= 1) & (fine_fire_hits == 0)
+    burned = (burn["status"] == CONFIRMED) & ~not_fire
 
     status = loss_status(obs["loss"].where(forest & ~burned), confirm=th.confirm, of_next=th.of_next,
                          within_days=th.within_days)
@@ -228,7 +236,7 @@ def forest_burn_layers(ds: xr.Dataset, *, monitor_start: str, mask_years: list[i
         "forest_status": status["status"], "forest_first": status["first_detected"],
         "forest_weak": (weak_count >= th.confirm),
         "forest_fine_normal": fine_normal,
-        "burn_status": burn["status"], "burn_first": burn["first_detected"],
+        "burn_status": burn["status"].where(~not_fire, WITHDRAWN).astype(np.int8), "burn_first": burn["first_detected"],
         "dnbr": sev["dnbr"].where(burned), "severity": sev["severity"].where(burned, -1).astype(np.int8),
     })
     out["forest_weak"].attrs = {"long_name": f"at least {th.confirm} observations past {w:.0%} of the loss thresholds",

@@ -10,7 +10,9 @@ season has run. The season-long chain needs, per pixel, only
 - the last clear broad-NIR NBR of the season and the expected NBR at it, and both at the pre- and
   post-fire looks of the current burn detection (severity);
 - the count of weak-evidence observations (the hysteresis of confirmed clearings);
-- the clear 10-20 m looks since the current loss detection, and the anomalous ones among them.
+- the clear 10-20 m looks since the current loss detection, and the anomalous ones among them;
+- the clear 10-20 m looks within ``within_days`` of the current burn detection, and the fire-like
+  ones among them.
 
 Each new observation needs its same-season anomaly, which reads the baseline years only. So
 :func:`processors.chain.observation_layers` computes the stateless per-observation layers (lazy, xarray),
@@ -31,7 +33,7 @@ import xarray as xr
 
 from .burn import phenology_corrected, severity_classes
 from .chain import FINE_NORMAL_ATTRS, ChainThresholds, hazy, observation_layers
-from .forest import CONFIRMED, seconds_to_time, status_step, time_axes
+from .forest import CONFIRMED, WITHDRAWN, seconds_to_time, status_step, time_axes
 from .indices import nbr
 
 __all__ = ["ForestBurnState", "observation_layers", "prime", "advance", "state_layers", "STATE_DTYPES"]
@@ -44,6 +46,7 @@ STATE_DTYPES: dict[str, str] = {
     "burn_hits": "int16", "burn_pre": "float32", "burn_post": "float32", "burn_post_fine": "int8",
     "forest_status": "int8", "forest_first": "float64", "forest_cand": "float64", "forest_seen": "int16",
     "forest_hits": "int16", "weak_count": "int16", "forest_fine_seen": "int16", "forest_fine_hits": "int16",
+    "burn_fine_seen": "int16", "burn_fine_hits": "int16",
 }
 
 
@@ -115,6 +118,7 @@ def advance(state: ForestBurnState, obs: xr.Dataset, thresholds: ChainThresholds
     fine = obs["fine"].values.astype(bool) if "fine" in obs else np.ones(len(days), bool)
     post_fine_s = th.burn_post_fine_days * 86400.0
     max_gap_s = th.burn_step_max_gap_days * 86400.0
+    within_s = th.within_days * 86400.0
     burn, forest = state.machine("burn"), state.machine("forest")
     kw = {"confirm": th.confirm, "of_next": th.of_next, "within_days": th.within_days}
     for k in range(len(days)):
@@ -140,6 +144,10 @@ def advance(state: ForestBurnState, obs: xr.Dataset, thresholds: ChainThresholds
         a["burn_post"] = np.where(new | upgrade, nbb[k], a["burn_post"]).astype(np.float32)
         a["burn_post_expected"] = np.where(new | upgrade, ex[k], a["burn_post_expected"]).astype(np.float32)
         a["burn_post_fine"] = np.where(new, fine[k] & seen, a["burn_post_fine"] | upgrade).astype(np.int8)
+        # the 10-20 m looks within within_days of the current burn detection, and the fire-like ones
+        b_seen = fine[k] & np.isfinite(fire[k]) & (secs[k] - burn["first"] <= within_s)
+        a["burn_fine_seen"] = (np.where(new, 0, a["burn_fine_seen"]) + b_seen).astype(np.int16)
+        a["burn_fine_hits"] = (np.where(new, 0, a["burn_fine_hits"]) + (b_seen & (fire[k] > 0.5))).astype(np.int16)
         a["prev_expected"] = np.where(seen, ex[k], a["prev_expected"]).astype(np.float32)
         a["prev_nbr_broad"] = np.where(seen, nbb[k], a["prev_nbr_broad"]).astype(np.float32)
         new_f = status_step(forest, loss[k], np.ones_like(loss[k]), days[k], secs[k], **kw)
@@ -162,7 +170,10 @@ def state_layers(state: ForestBurnState, forest: xr.DataArray, thresholds: Chain
     th = thresholds
     a = state.arrays
     fm = np.asarray(forest.values, dtype=bool)
-    burned = a["burn_status"] == CONFIRMED
+    # a burn that the 10-20 m looks of the weeks after its detection saw, never as fire-like, was a 30 m
+    # pixel over a clearing's edge (see processors.chain.forest_burn_layers): withdrawn
+    not_fire = (a["burn_status"] == CONFIRMED) & (a["burn_fine_seen"] >= 1) & (a["burn_fine_hits"] == 0)
+    burned = (a["burn_status"] == CONFIRMED) & ~not_fire
     keep = fm & ~burned
     like = forest.astype(bool)
 
@@ -186,7 +197,8 @@ def state_layers(state: ForestBurnState, forest: xr.DataArray, thresholds: Chain
                            long_name=f"at least {th.confirm} observations past {w:.0%} of the loss thresholds",
                            units="1"),
         "forest_fine_normal": lay(fine_normal, **FINE_NORMAL_ATTRS),
-        "burn_status": lay(a["burn_status"].astype(np.int8), long_name="forest disturbance status", units="1"),
+        "burn_status": lay(np.where(not_fire, WITHDRAWN, a["burn_status"]).astype(np.int8),
+                           long_name="forest disturbance status", units="1"),
         "burn_first": lay(seconds_to_time(a["burn_first"]),
                           long_name="first anomalous clear observation of the current event"),
         "dnbr": lay(np.where(burned, d, np.nan).astype(np.float32), long_name="differenced normalized burn ratio "
