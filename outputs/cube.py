@@ -192,6 +192,13 @@ class CubeStore:
         return fs.exists(f"{path}/.zmetadata")
 
     @property
+    def _writing_url(self) -> str:
+        """A marker beside the cube while a write changes its arrays (after the repair, until its
+        commit): a kill in between can leave stray ``*.partial`` chunk files even when nothing else
+        needs repairing (an append rewriting its last partial chunk, the committed values unchanged)."""
+        return self.url.rstrip("/") + ".writing"
+
+    @property
     def _journal_url(self) -> str:
         return self.url.rstrip("/") + ".txn.json"
 
@@ -267,6 +274,10 @@ class CubeStore:
         """Bring the store back to a committed state: replay a journalled insert, drop an unjournalled
         stage, shrink arrays grown by an uncommitted append, remove stray ``*.partial`` files."""
         done: list[str] = []
+        wfs, wpath = self._fs(self._writing_url)
+        if wfs.exists(wpath):
+            wfs.rm(wpath)
+            done.append("cleaned up after an interrupted write")
         tfs, tpath = self._fs(self._txn_url)
         jfs, jpath = self._fs(self._journal_url)
         if jfs.exists(jpath):
@@ -384,6 +395,16 @@ class CubeStore:
             raise CubeError(f"the slices repeat a {dim} label; group same-day scenes first (solar-day mosaics)")
         new = new.sortby(dim)
         report = WriteReport(repaired=self.repair())
+        wfs, wpath = self._fs(self._writing_url)
+        wfs.makedirs(wpath.rsplit("/", 1)[0], exist_ok=True)
+        wfs.pipe_file(wpath, b"")
+        try:
+            return self._upsert_repaired(new, enc, report, dim=dim, group=group, spec=spec)
+        finally:
+            wfs.rm(wpath)  # (not reached on a kill: the next writer's repair finds it)
+
+    def _upsert_repaired(self, new: xr.Dataset, enc: dict, report: "WriteReport", *, dim: str, group: str | None,
+                         spec) -> "WriteReport":
         fs, path = self._fs(self.url)
         fresh = not self.exists() or (group is not None and not fs.exists(f"{path}/{group}/.zgroup"))
         if fresh:
