@@ -429,9 +429,7 @@ def _period(store: CubeStore, name: str, year: int, used: xr.Dataset, knobs: lis
             return cand, saved["stats"], "reused (its observations did not change)"
     cand, stats = compute()
     body = cand.assign(first_detected=cand["first_detected"].astype(str)).to_json(drop_id=True) if len(cand) else ""
-    fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-    _atomic_put(url, json.dumps({"digest": digest, "n": len(cand), "stats": stats, "alerts": body}).encode(),
-                store.storage_options)
+    _put_beside(store, url, json.dumps({"digest": digest, "n": len(cand), "stats": stats, "alerts": body}).encode())
     return cand, stats, "computed"
 
 
@@ -497,9 +495,7 @@ def _save_state(url: str, store: CubeStore, key: str, st: ForestBurnState, diges
     meta = json.dumps({"key": key, "digest": digest, "through": st.through, "n_obs": st.n_obs}).encode()
     buf = io.BytesIO()
     np.savez(buf, meta=np.frombuffer(meta, np.uint8), **st.arrays)
-    fs, path = store._fs(url)
-    fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-    _atomic_put(url, _STATE_CODEC.encode(buf.getbuffer()), store.storage_options)
+    _put_beside(store, url, _STATE_CODEC.encode(buf.getbuffer()))
 
 
 def _advance_strip(url: str, store: CubeStore, ds: xr.Dataset, *, key: str, season0: dt.date,
@@ -675,9 +671,14 @@ def _save_detail(url: str, store: CubeStore, key: str, detail: np.ndarray) -> No
     at = np.flatnonzero(np.isfinite(detail))
     buf = io.BytesIO()
     np.savez(buf, key=np.frombuffer(key.encode(), np.uint8), at=at, detail=detail.flat[at])
+    _put_beside(store, url, buf.getvalue())
+
+
+def _put_beside(store: CubeStore, url: str, data: bytes) -> None:
+    """A file of the cube's state folder (``url``, beside the cube), replaced whole."""
     fs, path = store._fs(url)
     fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-    _atomic_put(url, buf.getvalue(), store.storage_options)
+    _atomic_put(url, data, store.storage_options)
 
 
 def release_layers(lay: xr.Dataset) -> None:

@@ -403,8 +403,8 @@ class CubeStore:
         finally:
             wfs.rm(wpath)  # (not reached on a kill: the next writer's repair finds it)
 
-    def _upsert_repaired(self, new: xr.Dataset, enc: dict, report: "WriteReport", *, dim: str, group: str | None,
-                         spec) -> "WriteReport":
+    def _upsert_repaired(self, new: xr.Dataset, enc: dict, report: WriteReport, *, dim: str, group: str | None,
+                         spec) -> WriteReport:
         fs, path = self._fs(self.url)
         fresh = not self.exists() or (group is not None and not fs.exists(f"{path}/{group}/.zgroup"))
         if fresh:
