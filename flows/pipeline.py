@@ -337,11 +337,12 @@ def update_alerts(settings: Settings, land: Landscape, night: dt.date, *, store:
             masks = alert_masks(lay)
             scars = burn_scar_pixels(lay, masks, th.chain())
             # burn severity and dNBR only inside the burn-scar alerts: the cube shows the burned area
-            # the alerts report, not every fire-like pixel the state machine confirmed
+            # the alerts report, not every fire-like pixel the state machine confirmed; and the forest
+            # status outside them (fire is not forest loss)
             _annual(cube_store, cube, "annual/forest", year, {
                 "forest_baseline": lay["forest"], "forest_status": lay["forest_status"],
                 "burn_severity": lay["severity"], "dnbr": lay["dnbr"]},
-                only={"burn_severity": (scars, -1), "dnbr": (scars, np.nan)})
+                only={"burn_severity": (scars, -1), "dnbr": (scars, np.nan), "forest_status": (~scars, 0)})
             release_layers(lay)
             fb = forest_burn_alerts(lay, landscape_id=land.id, thresholds=th.chain(), masks=masks, scars=scars)
             release_layers(lay)

@@ -71,6 +71,11 @@ class ChainThresholds:
     #: a burn patch keeps the pixels first detected from this many days before its core's median date ...
     fire_days_before: int = 30
     fire_days_after: int = 60  #: ... to this many days after it (a fire burns for days, not seasons)
+    #: a burn whose clear looks from this many days after its detection to within_days after it ...
+    burn_recover_after_days: float = 30.0
+    #: ... all have the NBR back within this share of burn_nbr_drop of the expected NBR (and there are
+    #: at least ``confirm`` of them) recovered: a green-up that lagged its tile's, not char
+    burn_recover_fraction: float = 0.5
 
 
 #: attributes of the ``forest_fine_normal`` layer
@@ -95,6 +100,11 @@ def observation_layers(ds: xr.Dataset, *, monitor_start: str, thresholds: ChainT
     pixels (the forest mask; every pixel when not given) of its tile
     (``thresholds.reference_tile_px``) at that look. ``nbr_dev`` is ``nbr - nbr_expected``. NaN where
     the look, the baseline or the reference is missing, and outside ``reference``.
+
+    ``fire``, ``loss`` and ``weak`` judge the anomalies of the ``reference`` pixels less their tile's
+    median anomaly at the look (NBR's and NDVI's alike): a late green-up moves the whole tile, a
+    fire or a clearing its own pixels. Outside the reference, or where a tile has none to read, the
+    anomalies themselves.
     """
     th = thresholds
     nd = ndvi(ds["red"], ds["nir"])
@@ -107,6 +117,33 @@ def observation_layers(ds: xr.Dataset, *, monitor_start: str, thresholds: ChainT
     observed = d_nb.notnull() & d_nd.notnull()
     fire = fire_like(d_nb, d_sw, visible, mndwi=mndwi(mon["green"], mon["swir16"]), min_nbr_drop=th.burn_nbr_drop)
     loss = ((d_nb >= th.forest_nbr_drop) & (d_nd >= th.forest_ndvi_drop)).astype(np.float32).where(observed)
+    # this season's phenology: in a green-up ten days late, every pixel sits below its baseline, by
+    # as much as a low-severity burn; the undisturbed reference pixels around it show by how much
+    ref = d_nb.notnull() if reference is None else d_nb.notnull() & reference.astype(bool)
+    tile, n_min = th.reference_tile_px, th.reference_min_px
+    raw_nb = d_nb
+    season = tile_median(d_nb.where(ref & (fire != 1) & (loss != 1)), tile, min_count=n_min)
+    # ... and a green-up late enough to read fire-like over the whole tile leaves none of those: then
+    # all the reference pixels (a fire over less than half of them leaves their median among the rest)
+    season = season.fillna(tile_median(d_nb.where(ref & (loss != 1)), tile, min_count=n_min))
+    # a late green-up reads fire-like over much of the forest, and the median of the rest is of a
+    # truncated distribution (too low); the undisturbed pixels stay together, so twice more: those
+    # within the fire threshold of the tile's value
+    for last in (False, True):
+        near = ref & (loss != 1) & (d_nb - season < th.burn_nbr_drop)
+        season = tile_median(d_nb.where(near), tile, min_count=n_min, of=ref if last else None,
+                             min_share=th.reference_min_share if last else 0.0)
+    # every threshold is judged against the season's course: in a late green-up much of the forest
+    # passes half the loss thresholds (weak evidence, which the hysteresis would join to a clearing
+    # beside it) and the fire floor for a look or two. The raw anomalies chose the reference pixels
+    # above; the anomalies of the reference cover less its tile's median (the NBR's and the NDVI's,
+    # of the same pixels) decide. Where a tile has no reference to read, the raw anomaly.
+    season_nd = tile_median(d_nd.where(near), tile, min_count=n_min, of=ref, min_share=th.reference_min_share)
+    in_ref = reference.astype(bool) if reference is not None else True
+    d_nb = d_nb - season.where(in_ref).fillna(0)
+    d_nd = d_nd - season_nd.where(in_ref).fillna(0)
+    fire = fire_like(d_nb, d_sw, visible, mndwi=mndwi(mon["green"], mon["swir16"]), min_nbr_drop=th.burn_nbr_drop)
+    loss = ((d_nb >= th.forest_nbr_drop) & (d_nd >= th.forest_ndvi_drop)).astype(np.float32).where(observed)
     w = th.weak_fraction
     weak = ((d_nb >= w * th.forest_nbr_drop) & (d_nd >= w * th.forest_ndvi_drop))
     # at a clearing's edge, Sentinel-2's NBR (B8A, B12: 20 m) averages in the forest beside a cleared
@@ -116,19 +153,7 @@ def observation_layers(ds: xr.Dataset, *, monitor_start: str, thresholds: ChainT
     soil_like = mon["blue"] <= th.edge_max_blue_red * mon["red"]
     edge = (d_nd >= th.forest_ndvi_drop) & (d_nb >= th.edge_nbr_fraction * th.forest_nbr_drop) & soil_like
     weak = (weak | edge).where(observed, False)
-    # this season's phenology: in a green-up ten days late, every pixel sits below its baseline, by
-    # as much as a low-severity burn; the undisturbed reference pixels around it show by how much
-    ref = d_nb.notnull() if reference is None else d_nb.notnull() & reference.astype(bool)
-    tile, n_min = th.reference_tile_px, th.reference_min_px
-    season = tile_median(d_nb.where(ref & (fire != 1) & (loss != 1)), tile, min_count=n_min)
-    # a late green-up reads fire-like over much of the forest, and the median of the rest is of a
-    # truncated distribution (too low); the undisturbed pixels stay together, so twice more: those
-    # within the fire threshold of the tile's value
-    for last in (False, True):
-        near = ref & (loss != 1) & (d_nb - season < th.burn_nbr_drop)
-        season = tile_median(d_nb.where(near), tile, min_count=n_min, of=ref if last else None,
-                             min_share=th.reference_min_share if last else 0.0)
-    dev = (season - d_nb).astype(np.float32)  # the NBR minus (its baseline minus the season's anomaly)
+    dev = (season - raw_nb).astype(np.float32)  # the NBR minus (its baseline minus the season's anomaly)
     if reference is not None:
         # the forest's season says nothing of a crop's harvest or a marsh's flood: elsewhere the NBR itself
         dev = dev.where(reference.astype(bool))
@@ -217,18 +242,30 @@ def forest_burn_layers(ds: xr.Dataset, *, monitor_start: str, mask_years: list[i
     fine_fire_seen = (since & fire.notnull()).sum("time")
     fine_fire_hits = (since & (fire == 1)).sum("time")
     not_fire = (burn["status"] == CONFIRMED) & (fine_fire_seen >= 1) & (fine_fire_hits == 0)
+    # a pixel whose green-up lags its tile's reads fire-like for a look or two, and again normal within
+    # weeks; char stays dark for the season (herbs take back at most half the NBR): a burn whose clear
+    # looks from burn_recover_after_days to within_days after its detection are all back within
+    # burn_recover_fraction of the fire floor of the NBR expected there recovered, and is withdrawn
+    late = (after >= np.timedelta64(int(th.burn_recover_after_days * 86400), "s")) & (after <= np.timedelta64(th.within_days, "D"))
+    late_seen = (late & obs["nbr_dev"].notnull()).sum("time")
+    late_hits = (late & (obs["nbr_dev"] <= -th.burn_recover_fraction * th.burn_nbr_drop)).sum("time")
+    recovered = (burn["status"] == CONFIRMED) & (late_seen >= th.confirm) & (late_hits == 0)
+    not_fire = not_fire | recovered
     burned = (burn["status"] == CONFIRMED) & ~not_fire
 
-    status = loss_status(obs["loss"].where(forest & ~burned), confirm=th.confirm, of_next=th.of_next,
+    # over the whole forest, burned or not: the burn-scar alerts take their pixels out of forest loss
+    # (forest_burn_alerts), and a "burn" too small to be one (Sentinel-2's 20 m NBR blurs a clearing
+    # over the 10 m forest pixels around it, dark and fire-like) gives its pixels back to the clearing
+    status = loss_status(obs["loss"].where(forest), confirm=th.confirm, of_next=th.of_next,
                          within_days=th.within_days)
     w = th.weak_fraction
-    weak_count = obs["weak"].where(forest & ~burned, False).sum("time")
+    weak_count = obs["weak"].where(forest, False).sum("time")
     # the 10-20 m looks since the detection: a confirmed pixel whose every one is normal was flagged by
     # the 30 m Landsat looks smearing a clearing's edge over it (see forest_burn_masks)
     since = (obs["loss"]["time"] >= status["first_detected"]) & obs["fine"]
     fine_seen = (since & obs["loss"].notnull()).sum("time")
     fine_hits = (since & (obs["loss"] == 1)).sum("time")
-    # (the status already holds forest pixels that did not burn: its input was masked to them)
+    # (the status already holds forest pixels only: its input was masked to them)
     fine_normal = (status["status"] == CONFIRMED) & (fine_seen >= 1) & (fine_hits == 0)
 
     out = xr.Dataset({
@@ -270,7 +307,7 @@ def forest_burn_masks(layers: xr.Dataset) -> dict[str, np.ndarray]:
     if "forest_fine_normal" in layers:  # a confirmed pixel that the 10 m looks since saw normal: Landsat's smear
         confirmed &= ~np.asarray(_numpy(layers["forest_fine_normal"], "forest_fine_normal"), dtype=bool)
     return {"confirmed_loss": confirmed,
-            "weak_loss": _numpy(layers["forest_weak"], "forest_weak") & forest & ~burned,
+            "weak_loss": _numpy(layers["forest_weak"], "forest_weak") & forest,
             "probable_loss": (fs == PROBABLE) & forest & (bs == 0),
             "burned": burned,
             "burn_core": (_numpy(layers["severity"], "severity") >= 2) & burned}
@@ -343,12 +380,14 @@ def forest_burn_alerts(layers: xr.Dataset, *, landscape_id: str,
     """
     th = thresholds
     m = masks if masks is not None else forest_burn_masks(layers)
-    f_mask = _grow(m["confirmed_loss"], m["weak_loss"])
+    burned = scars if scars is not None else burn_scar_pixels(layers, m, th)
+    # the burn scars' pixels are fire, not forest loss; the rest of the confirmed burns (under the
+    # burn unit, without a core) may be a clearing's
+    f_mask = _grow(m["confirmed_loss"] & ~burned, m["weak_loss"] & ~burned)
     fm = layers["forest_status"].copy(data=f_mask)
     fa = vectorize_alerts(fm, kind="forest_loss", landscape_id=landscape_id, min_area_ha=th.forest_mmu_ha,
                           first_detected=layers["forest_first"], status="confirmed")
     del f_mask, fm
-    burned = scars if scars is not None else burn_scar_pixels(layers, m, th)
     bm = layers["burn_status"].copy(data=burned)
     ba = vectorize_alerts(bm, kind="burn_scar", landscape_id=landscape_id, min_area_ha=th.burn_mmu_ha,
                           first_detected=layers["burn_first"], severity=layers["severity"],

@@ -12,12 +12,14 @@ season has run. The season-long chain needs, per pixel, only
 - the count of weak-evidence observations (the hysteresis of confirmed clearings);
 - the clear 10-20 m looks since the current loss detection, and the anomalous ones among them;
 - the clear 10-20 m looks within ``within_days`` of the current burn detection, and the fire-like
-  ones among them.
+  ones among them;
+- the clear looks from ``burn_recover_after_days`` to ``within_days`` after it, and those whose NBR
+  is still below the expected NBR (a burn that recovered within weeks was a lagging green-up).
 
 Each new observation needs its same-season anomaly, which reads the baseline years only. So
 :func:`processors.chain.observation_layers` computes the stateless per-observation layers (lazy, xarray),
 :func:`advance` feeds them to the state (NumPy, in time order), and :func:`state_layers` turns the
-state into the chain's output layers. Pixels outside the forest mask, or burned, are masked at the
+state into the chain's output layers. Pixels outside the forest mask are masked at the
 end: the state machines are per pixel, so masking a whole series or its final status is the same.
 
 Feeding observations out of order is an error; a caller that finds an observation older than the
@@ -46,7 +48,7 @@ STATE_DTYPES: dict[str, str] = {
     "burn_hits": "int16", "burn_pre": "float32", "burn_post": "float32", "burn_post_fine": "int8",
     "forest_status": "int8", "forest_first": "float64", "forest_cand": "float64", "forest_seen": "int16",
     "forest_hits": "int16", "weak_count": "int16", "forest_fine_seen": "int16", "forest_fine_hits": "int16",
-    "burn_fine_seen": "int16", "burn_fine_hits": "int16",
+    "burn_fine_seen": "int16", "burn_fine_hits": "int16", "burn_late_seen": "int16", "burn_late_hits": "int16",
 }
 
 
@@ -119,6 +121,7 @@ def advance(state: ForestBurnState, obs: xr.Dataset, thresholds: ChainThresholds
     post_fine_s = th.burn_post_fine_days * 86400.0
     max_gap_s = th.burn_step_max_gap_days * 86400.0
     within_s = th.within_days * 86400.0
+    recover_s, still = th.burn_recover_after_days * 86400.0, th.burn_recover_fraction * th.burn_nbr_drop
     burn, forest = state.machine("burn"), state.machine("forest")
     kw = {"confirm": th.confirm, "of_next": th.of_next, "within_days": th.within_days}
     for k in range(len(days)):
@@ -148,6 +151,11 @@ def advance(state: ForestBurnState, obs: xr.Dataset, thresholds: ChainThresholds
         b_seen = fine[k] & np.isfinite(fire[k]) & (secs[k] - burn["first"] <= within_s)
         a["burn_fine_seen"] = (np.where(new, 0, a["burn_fine_seen"]) + b_seen).astype(np.int16)
         a["burn_fine_hits"] = (np.where(new, 0, a["burn_fine_hits"]) + (b_seen & (fire[k] > 0.5))).astype(np.int16)
+        # the looks weeks after it, and those still below the expected NBR (a lagging green-up recovers)
+        after = secs[k] - burn["first"]
+        l_seen = (after >= recover_s) & (after <= within_s) & np.isfinite(dev[k])
+        a["burn_late_seen"] = (np.where(new, 0, a["burn_late_seen"]) + l_seen).astype(np.int16)
+        a["burn_late_hits"] = (np.where(new, 0, a["burn_late_hits"]) + (l_seen & (dev[k] <= -still))).astype(np.int16)
         a["prev_expected"] = np.where(seen, ex[k], a["prev_expected"]).astype(np.float32)
         a["prev_nbr_broad"] = np.where(seen, nbb[k], a["prev_nbr_broad"]).astype(np.float32)
         new_f = status_step(forest, loss[k], np.ones_like(loss[k]), days[k], secs[k], **kw)
@@ -173,8 +181,11 @@ def state_layers(state: ForestBurnState, forest: xr.DataArray, thresholds: Chain
     # a burn that the 10-20 m looks of the weeks after its detection saw, never as fire-like, was a 30 m
     # pixel over a clearing's edge (see processors.chain.forest_burn_layers): withdrawn
     not_fire = (a["burn_status"] == CONFIRMED) & (a["burn_fine_seen"] >= 1) & (a["burn_fine_hits"] == 0)
+    # ... and one whose looks weeks after it were all back near the expected NBR recovered: a green-up
+    # that lagged its tile's
+    not_fire |= (a["burn_status"] == CONFIRMED) & (a["burn_late_seen"] >= th.confirm) & (a["burn_late_hits"] == 0)
     burned = (a["burn_status"] == CONFIRMED) & ~not_fire
-    keep = fm & ~burned
+    keep = fm  # (burned pixels keep their loss status: see processors.chain.forest_burn_layers)
     like = forest.astype(bool)
 
     def lay(x: np.ndarray, **attrs) -> xr.DataArray:
