@@ -11,6 +11,8 @@ import xarray as xr
 
 from processors.chain import forest_burn_alerts, forest_burn_layers
 
+from .nightly import nightly_layers
+
 BANDS = ("blue", "green", "red", "nir", "nir08", "swir16", "swir22")
 FOREST = np.array([0.020, 0.045, 0.022, 0.330, 0.345, 0.160, 0.070], np.float32)
 CLEARED = np.array([0.065, 0.085, 0.100, 0.220, 0.230, 0.300, 0.210], np.float32)
@@ -214,19 +216,7 @@ def test_a_landsat_pixel_over_a_clearing_s_edge_is_not_a_fire(backend):
     assert len(loss) == 1 and loss["n_pixels"].iloc[0] == 50 and loss.area_ha.iloc[0] == pytest.approx(0.5)
     assert len(scar) == 1 and scar["n_pixels"].iloc[0] == fire.sum()
     # the nightly state gives the same layers, night by night
-    from processors.chain import ChainThresholds
-    from processors.incremental import ForestBurnState, advance, observation_layers, prime, state_layers
-
-    ds = ds.compute() if backend == "dask" else ds
-    t = pd.DatetimeIndex(ds["time"].values)
-    season = np.asarray(t >= pd.Timestamp("2026-06-01"))
-    base = np.nonzero(np.asarray(t.year < 2026))[0]
-    st = ForestBurnState.new(cut.shape)
-    prime(st, ds.isel(time=np.nonzero(~season)[0]), reference=lay["forest"])
-    for k in np.nonzero(season)[0]:
-        obs = observation_layers(ds.isel(time=np.append(base, k)), monitor_start="2026-06-01", reference=lay["forest"])
-        advance(st, obs.compute(), ChainThresholds())
-    got = state_layers(st, lay["forest"])
+    got = nightly_layers(ds, lay["forest"], "2026-06-01")
     for v in ("burn_status", "forest_status", "dnbr"):
         np.testing.assert_array_equal(got[v].values, lay[v].values)
 
@@ -268,9 +258,7 @@ def test_a_burn_too_small_for_a_scar_leaves_the_clearing_its_pixels(backend):
     included: no burn scar (under the 1 ha unit, no moderate core). A burn is never also forest
     loss, but only the burn scars' pixels are burns: the clearing keeps its corners and its 0.5 ha
     (without them, 0.46 ha: under the 0.5 ha unit, missed). The nightly state agrees."""
-    from processors.chain import ChainThresholds
     from processors.forest import CONFIRMED
-    from processors.incremental import ForestBurnState, advance, observation_layers, prime, state_layers
 
     ds, cut = _blurred_clearing_scene()
     if backend == "dask":
@@ -282,16 +270,7 @@ def test_a_burn_too_small_for_a_scar_leaves_the_clearing_its_pixels(backend):
     loss = a.query("kind == 'forest_loss'")
     assert len(loss) == 1 and loss["n_pixels"].iloc[0] == cut.sum() and loss.area_ha.iloc[0] == pytest.approx(0.5)
     assert not (a["kind"] == "burn_scar").any()
-    ds = ds.compute() if backend == "dask" else ds
-    t = pd.DatetimeIndex(ds["time"].values)
-    season = np.asarray(t >= pd.Timestamp("2026-06-01"))
-    base = np.nonzero(np.asarray(t.year < 2026))[0]
-    st = ForestBurnState.new(cut.shape)
-    prime(st, ds.isel(time=np.nonzero(~season)[0]), reference=lay["forest"])
-    for k in np.nonzero(season)[0]:
-        obs = observation_layers(ds.isel(time=np.append(base, k)), monitor_start="2026-06-01", reference=lay["forest"])
-        advance(st, obs.compute(), ChainThresholds())
-    got = state_layers(st, lay["forest"])
+    got = nightly_layers(ds, lay["forest"], "2026-06-01")
     for v in ("burn_status", "forest_status", "forest_weak"):
         np.testing.assert_array_equal(got[v].values, lay[v].values)
 

@@ -19,6 +19,8 @@ import xarray as xr
 from processors.chain import ChainThresholds, forest_burn_alerts, forest_burn_layers
 from processors.forest import CONFIRMED
 
+from .nightly import nightly_layers
+
 BANDS = ("blue", "green", "red", "nir", "nir08", "swir16", "swir22")
 PEAK = np.array([0.020, 0.045, 0.022, 0.330, 0.345, 0.160, 0.070], np.float32)  # larch in summer
 DORMANT = np.array([0.035, 0.045, 0.045, 0.150, 0.160, 0.140, 0.085], np.float32)
@@ -123,18 +125,8 @@ def test_without_the_recovery_rule_the_hollow_burns():
 
 
 def test_the_nightly_state_agrees():
-    from processors.incremental import ForestBurnState, advance, observation_layers, prime, state_layers
-
-    ds, hollow, cut, fire = _scene()
+    ds, *_ = _scene()
     lay = _layers(ds).compute()
-    t = pd.DatetimeIndex(ds["time"].values)
-    season = np.asarray(t >= pd.Timestamp("2026-04-01"))
-    base = np.nonzero(np.asarray(t.year < 2026))[0]
-    st = ForestBurnState.new(cut.shape)
-    prime(st, ds.isel(time=np.nonzero(~season)[0]), reference=lay["forest"])
-    for k in np.nonzero(season)[0]:
-        obs = observation_layers(ds.isel(time=np.append(base, k)), monitor_start="2026-04-01", reference=lay["forest"])
-        advance(st, obs.compute(), ChainThresholds())
-    got = state_layers(st, lay["forest"])
+    got = nightly_layers(ds, lay["forest"], "2026-04-01")
     for v in ("burn_status", "forest_status", "forest_weak", "dnbr"):
         np.testing.assert_array_equal(got[v].values, lay[v].values)
