@@ -115,13 +115,18 @@ def observation_layers(ds: xr.Dataset, *, monitor_start: str, thresholds: ChainT
     mon = ds.sel(time=d_nb["time"])
     visible = (mon["blue"] + mon["green"] + mon["red"]) / 3
     observed = d_nb.notnull() & d_nd.notnull()
-    fire = fire_like(d_nb, d_sw, visible, mndwi=mndwi(mon["green"], mon["swir16"]), min_nbr_drop=th.burn_nbr_drop)
-    loss = ((d_nb >= th.forest_nbr_drop) & (d_nd >= th.forest_ndvi_drop)).astype(np.float32).where(observed)
+    water_index = mndwi(mon["green"], mon["swir16"])
+
+    def fire_and_loss(drop_nb: xr.DataArray, drop_nd: xr.DataArray) -> tuple[xr.DataArray, xr.DataArray]:
+        fire = fire_like(drop_nb, d_sw, visible, mndwi=water_index, min_nbr_drop=th.burn_nbr_drop)
+        loss = ((drop_nb >= th.forest_nbr_drop) & (drop_nd >= th.forest_ndvi_drop)).astype(np.float32)
+        return fire, loss.where(observed)
+
+    fire, loss = fire_and_loss(d_nb, d_nd)  # the raw anomalies: to choose the reference pixels
     # this season's phenology: in a green-up ten days late, every pixel sits below its baseline, by
     # as much as a low-severity burn; the undisturbed reference pixels around it show by how much
     ref = d_nb.notnull() if reference is None else d_nb.notnull() & reference.astype(bool)
     tile, n_min = th.reference_tile_px, th.reference_min_px
-    raw_nb = d_nb
     season = tile_median(d_nb.where(ref & (fire != 1) & (loss != 1)), tile, min_count=n_min)
     # ... and a green-up late enough to read fire-like over the whole tile leaves none of those: then
     # all the reference pixels (a fire over less than half of them leaves their median among the rest)
@@ -140,20 +145,19 @@ def observation_layers(ds: xr.Dataset, *, monitor_start: str, thresholds: ChainT
     # of the same pixels) decide. Where a tile has no reference to read, the raw anomaly.
     season_nd = tile_median(d_nd.where(near), tile, min_count=n_min, of=ref, min_share=th.reference_min_share)
     in_ref = reference.astype(bool) if reference is not None else True
-    d_nb = d_nb - season.where(in_ref).fillna(0)
-    d_nd = d_nd - season_nd.where(in_ref).fillna(0)
-    fire = fire_like(d_nb, d_sw, visible, mndwi=mndwi(mon["green"], mon["swir16"]), min_nbr_drop=th.burn_nbr_drop)
-    loss = ((d_nb >= th.forest_nbr_drop) & (d_nd >= th.forest_ndvi_drop)).astype(np.float32).where(observed)
+    a_nb = d_nb - season.where(in_ref).fillna(0)
+    a_nd = d_nd - season_nd.where(in_ref).fillna(0)
+    fire, loss = fire_and_loss(a_nb, a_nd)
     w = th.weak_fraction
-    weak = ((d_nb >= w * th.forest_nbr_drop) & (d_nd >= w * th.forest_ndvi_drop))
+    weak = ((a_nb >= w * th.forest_nbr_drop) & (a_nd >= w * th.forest_ndvi_drop))
     # at a clearing's edge, Sentinel-2's NBR (B8A, B12: 20 m) averages in the forest beside a cleared
     # 10 m pixel and shows a quarter to a half of the drop; its NDVI (B4, B8: 10 m) shows all of it.
     # Haze that the cloud mask let through drops NDVI too, but brightens blue as much as red, while
     # exposed soil and slash are redder than blue (the idea of Zhang et al.'s 2002 haze transform)
     soil_like = mon["blue"] <= th.edge_max_blue_red * mon["red"]
-    edge = (d_nd >= th.forest_ndvi_drop) & (d_nb >= th.edge_nbr_fraction * th.forest_nbr_drop) & soil_like
+    edge = (a_nd >= th.forest_ndvi_drop) & (a_nb >= th.edge_nbr_fraction * th.forest_nbr_drop) & soil_like
     weak = (weak | edge).where(observed, False)
-    dev = (season - raw_nb).astype(np.float32)  # the NBR minus (its baseline minus the season's anomaly)
+    dev = (season - d_nb).astype(np.float32)  # the NBR minus (its baseline minus the season's anomaly)
     if reference is not None:
         # the forest's season says nothing of a crop's harvest or a marsh's flood: elsewhere the NBR itself
         dev = dev.where(reference.astype(bool))

@@ -148,11 +148,11 @@ def advance(state: ForestBurnState, obs: xr.Dataset, thresholds: ChainThresholds
         a["burn_post_expected"] = np.where(new | upgrade, ex[k], a["burn_post_expected"]).astype(np.float32)
         a["burn_post_fine"] = np.where(new, fine[k] & seen, a["burn_post_fine"] | upgrade).astype(np.int8)
         # the 10-20 m looks within within_days of the current burn detection, and the fire-like ones
-        b_seen = fine[k] & np.isfinite(fire[k]) & (secs[k] - burn["first"] <= within_s)
+        after = secs[k] - burn["first"]
+        b_seen = fine[k] & np.isfinite(fire[k]) & (after <= within_s)
         a["burn_fine_seen"] = (np.where(new, 0, a["burn_fine_seen"]) + b_seen).astype(np.int16)
         a["burn_fine_hits"] = (np.where(new, 0, a["burn_fine_hits"]) + (b_seen & (fire[k] > 0.5))).astype(np.int16)
         # the looks weeks after it, and those still below the expected NBR (a lagging green-up recovers)
-        after = secs[k] - burn["first"]
         l_seen = (after >= recover_s) & (after <= within_s) & np.isfinite(dev[k])
         a["burn_late_seen"] = (np.where(new, 0, a["burn_late_seen"]) + l_seen).astype(np.int16)
         a["burn_late_hits"] = (np.where(new, 0, a["burn_late_hits"]) + (l_seen & (dev[k] <= -still))).astype(np.int16)
@@ -185,26 +185,26 @@ def state_layers(state: ForestBurnState, forest: xr.DataArray, thresholds: Chain
     # that lagged its tile's
     not_fire |= (a["burn_status"] == CONFIRMED) & (a["burn_late_seen"] >= th.confirm) & (a["burn_late_hits"] == 0)
     burned = (a["burn_status"] == CONFIRMED) & ~not_fire
-    keep = fm  # (burned pixels keep their loss status: see processors.chain.forest_burn_layers)
     like = forest.astype(bool)
 
     def lay(x: np.ndarray, **attrs) -> xr.DataArray:
         return like.copy(data=x).assign_attrs(attrs)
 
-    f_status = np.where(keep, a["forest_status"], 0).astype(np.int8)
-    f_first = np.where(keep, seconds_to_time(a["forest_first"]), np.datetime64("NaT", "ns"))
+    # the loss status over the whole forest, burned or not (see processors.chain.forest_burn_layers)
+    f_status = np.where(fm, a["forest_status"], 0).astype(np.int8)
+    f_first = np.where(fm, seconds_to_time(a["forest_first"]), np.datetime64("NaT", "ns"))
     d = phenology_corrected((a["burn_pre"] - a["burn_post"]).astype(np.float32),
                             (a["burn_pre_expected"] - a["burn_post_expected"]).astype(np.float32))
     d = np.where(np.isfinite(a["burn_first"]), d, np.nan).astype(np.float32)
     sev = severity_classes(like.copy(data=d)).values
     w = th.weak_fraction
-    fine_normal = keep & (a["forest_status"] == CONFIRMED) & (a["forest_fine_seen"] >= 1) & (a["forest_fine_hits"] == 0)
+    fine_normal = fm & (a["forest_status"] == CONFIRMED) & (a["forest_fine_seen"] >= 1) & (a["forest_fine_hits"] == 0)
     return xr.Dataset({
         "forest": like,
         "forest_status": lay(f_status, long_name="forest disturbance status",
                              flag_values=[0, 1, 2, 3], flag_meanings="none probable confirmed withdrawn", units="1"),
         "forest_first": lay(f_first, long_name="first anomalous clear observation of the current event"),
-        "forest_weak": lay((np.where(keep, a["weak_count"], 0) >= th.confirm),
+        "forest_weak": lay((np.where(fm, a["weak_count"], 0) >= th.confirm),
                            long_name=f"at least {th.confirm} observations past {w:.0%} of the loss thresholds",
                            units="1"),
         "forest_fine_normal": lay(fine_normal, **FINE_NORMAL_ATTRS),

@@ -13,19 +13,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-import rioxarray  # noqa: F401
-import xarray as xr
 
 from processors.chain import ChainThresholds, forest_burn_alerts, forest_burn_layers
 from processors.forest import CONFIRMED
 
 from .nightly import nightly_layers
+from .test_burn_phenology import BANDS, CHAR, DORMANT, PEAK
+from .test_clearing_edges import HERBS, _dataset
 
-BANDS = ("blue", "green", "red", "nir", "nir08", "swir16", "swir22")
-PEAK = np.array([0.020, 0.045, 0.022, 0.330, 0.345, 0.160, 0.070], np.float32)  # larch in summer
-DORMANT = np.array([0.035, 0.045, 0.045, 0.150, 0.160, 0.140, 0.085], np.float32)
-CHAR = np.array([0.030, 0.035, 0.040, 0.075, 0.080, 0.140, 0.130], np.float32)
-HERBS = np.array([0.030, 0.060, 0.040, 0.280, 0.290, 0.200, 0.110], np.float32)
 CLEARED = np.array([0.060, 0.080, 0.095, 0.200, 0.210, 0.260, 0.190], np.float32)  # soil and slash
 LATE = 14  # days
 HOLLOW_LAG = 10  # days
@@ -66,19 +61,13 @@ def _scene(shape=(64, 64)):
             days = (t - FIRE_DAY).days
             back = 0.45 * (1 - np.exp(-max(0, days - 10) / 45.0))
             post = CHAR * (1 - back) + HERBS * back
-            f = sev
-            r = r * (1 - f) + post[:, None, None] * f
+            r = r * (1 - sev) + post[:, None, None] * sev
         if t >= CLEARING_DAY:
             r = np.where(cut, CLEARED[:, None, None], r)
         data[:, k] = r + rng.normal(0, 0.003, (len(BANDS),) + shape)
         if CLOUD[0] <= t <= CLOUD[1]:
             data[:, k][:, hollow] = np.nan
-    h, w = shape
-    ds = xr.Dataset({b: (("time", "y", "x"), data[i]) for i, b in enumerate(BANDS)},
-                    coords={"time": times, "y": 5680000 - (np.arange(h) + 0.5) * 10,
-                            "x": 450000 + (np.arange(w) + 0.5) * 10,
-                            "platform": ("time", np.full(len(times), "sentinel-2a"))}).rio.write_crs(32651)
-    return ds, hollow, cut, fire
+    return _dataset(data, times, np.full(len(times), "sentinel-2a")), hollow, cut, fire
 
 
 def _layers(ds, thresholds=ChainThresholds()):
