@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-__all__ = ["dnbr", "rdnbr", "severity_classes", "burn_signature", "fire_like", "burn_severity_at_detection",
+__all__ = ["dnbr", "rdnbr", "severity_classes", "burn_signature", "fire_like", "water_at_10m", "burn_severity_at_detection",
            "drop_from_previous", "phenology_corrected",
            "SEVERITY_BREAKS", "SEVERITY_NAMES"]
 
@@ -117,7 +117,7 @@ def phenology_corrected(d, offset):
 
 def fire_like(nbr_drop: xr.DataArray, swir16_drop: xr.DataArray, visible: xr.DataArray, *, mndwi: xr.DataArray | None = None,
               min_nbr_drop: float = 0.10, max_swir16_rise: float = 0.06, max_visible_albedo: float = 0.07,
-              max_mndwi: float = -0.3) -> xr.DataArray:
+              max_mndwi: float = -0.3, water: xr.DataArray | None = None) -> xr.DataArray:
     """Per observation: 1 where the pixel looks freshly burned against its same-season baseline,
     0 where clear and not, NaN where unobserved.
 
@@ -126,15 +126,39 @@ def fire_like(nbr_drop: xr.DataArray, swir16_drop: xr.DataArray, visible: xr.Dat
     ``mndwi`` of the observation, when given, rules out water: a flood is dark and drops NBR and
     SWIR too, but char and vegetation sit near MNDWI -0.55 while water is positive and the mixed
     pixels at a flood's edge (20 m SWIR) sit above -0.3.
+    ``water`` (bool, per observation), when given, rules out what MNDWI's 20 m SWIR misses: open
+    water seen at 10 m and the pixels beside it (:func:`water_at_10m`).
     """
     rise = -swir16_drop
     hit = (nbr_drop >= min_nbr_drop) & (rise <= max_swir16_rise) & (visible <= max_visible_albedo)
     if mndwi is not None:
         hit = hit & (mndwi < max_mndwi)
+    if water is not None:
+        hit = hit & ~water.astype(bool)
     out = hit.astype(np.float32).where(nbr_drop.notnull() & swir16_drop.notnull() & visible.notnull())
     out.name = "fire_like"
     out.attrs = {"long_name": "fire-like change against the same-season baseline (1), not (0)", "units": "1"}
     return out
+
+
+def water_at_10m(green: xr.DataArray, nir: xr.DataArray, *, max_ndwi: float = 0.0) -> xr.DataArray:
+    """Per observation, True on open water seen at 10 m (McFeeters' NDWI above ``max_ndwi``: green and
+    NIR are Sentinel-2's 10 m bands) and on the pixels beside it (one pixel, diagonals included).
+
+    At a flood's edge the 20 m bands (B8A, SWIR) of the pixels beside the water average it in: NBR
+    falls 0.1-0.15 there, and MNDWI stays under -0.3, as a burn's would. The 10 m bands tell them
+    apart: water's reflectance falls from green to NIR (NDWI above 0), char's and vegetation's
+    rises (NDWI near -0.35 and -0.7). A 20 m pixel spans two 10 m pixels each way, so any pixel
+    within one of the water may share its 20 m pixel. Lazy; equal on numpy and dask (chunk edges
+    included).
+    """
+    from .indices import ndwi
+
+    wet = (ndwi(green, nir) > max_ndwi).astype(np.float32)
+    near = wet.rolling(y=3, x=3, center=True, min_periods=1).max() > 0
+    near.name = "water_at_10m"
+    near.attrs = {"long_name": "open water at 10 m (NDWI > 0) or beside it", "units": "1"}
+    return near
 
 
 def burn_severity_at_detection(nbr_series: xr.DataArray, detected: xr.DataArray, *,

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .burn import SEVERITY_NAMES, burn_severity_at_detection, drop_from_previous, fire_like
+from .burn import SEVERITY_NAMES, burn_severity_at_detection, drop_from_previous, fire_like, water_at_10m
 from .forest import CONFIRMED, PROBABLE, WITHDRAWN, forest_baseline, loss_status, seasonal_anomaly, tile_median
 from .indices import mndwi, nbr, ndvi, normalized_difference
 from .vectorize import Patches, _numpy, vectorize_alerts
@@ -116,9 +116,10 @@ def observation_layers(ds: xr.Dataset, *, monitor_start: str, thresholds: ChainT
     visible = (mon["blue"] + mon["green"] + mon["red"]) / 3
     observed = d_nb.notnull() & d_nd.notnull()
     water_index = mndwi(mon["green"], mon["swir16"])
+    water_10m = water_at_10m(mon["green"], mon["nir"])
 
     def fire_and_loss(drop_nb: xr.DataArray, drop_nd: xr.DataArray) -> tuple[xr.DataArray, xr.DataArray]:
-        fire = fire_like(drop_nb, d_sw, visible, mndwi=water_index, min_nbr_drop=th.burn_nbr_drop)
+        fire = fire_like(drop_nb, d_sw, visible, mndwi=water_index, water=water_10m, min_nbr_drop=th.burn_nbr_drop)
         loss = ((drop_nb >= th.forest_nbr_drop) & (drop_nd >= th.forest_ndvi_drop)).astype(np.float32)
         return fire, loss.where(observed)
 
