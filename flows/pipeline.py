@@ -47,7 +47,8 @@ from processors.chain import (
     wetland_layers,
 )
 from processors.forest import forest_baseline
-from processors.coarse import HALO, apply_coarse_detail, coarse_detail, coarse_refine_plan, confirmed_first
+from processors.coarse import (DETAIL_LAYERS, HALO, apply_coarse_detail, coarse_detail, coarse_refine_plan,
+                               confirmed_first, pair_gains, pair_sums)
 from processors.incremental import STATE_DTYPES, ForestBurnState, advance, observation_layers, prime, state_layers
 from processors.indices import mndwi, nbr, ndvi
 from processors.seasons import season_windows
@@ -612,7 +613,9 @@ def refine_coarse(lay: xr.Dataset, ds: xr.Dataset, thresholds: ChainThresholds, 
     is kept beside the cube with a digest of what it depends on: the band's detections and forest
     mask (with the halo), the looks (time and item id) and the thresholds. A later night whose
     band has not changed reuses it instead of loading the looks again (after a fire, every night
-    of the season would otherwise redo the same work)."""
+    of the season would otherwise redo the same work). The Sentinel-2 pairs' fits
+    (:func:`processors.coarse.pair_gains`) are made over every band's pixels, then each band refined:
+    the result does not depend on ``band_rows``."""
     plan = coarse_refine_plan(lay, ds["time"].values, ds["platform"].values, thresholds)
     if not plan.looks:
         return lay
@@ -623,7 +626,11 @@ def refine_coarse(lay: xr.Dataset, ds: xr.Dataset, thresholds: ChainThresholds, 
         d_all, s_all = lay["dnbr"].data, lay["severity"].data
     t = ds["time"].values[plan.looks].astype("datetime64[s]").astype(np.int64)
     ids = ds["item_id"].values[plan.looks] if "item_id" in ds.coords else [""] * len(plan.looks)
-    looks_key = json.dumps([[int(a), str(b)] for a, b in zip(t, ids)] + [asdict(thresholds)], sort_keys=True)
+    looks_key = json.dumps([[int(a), str(b)] for a, b in zip(t, ids)] + [asdict(thresholds)]
+                           + [list(DETAIL_LAYERS)], sort_keys=True)
+    # first each band's detail (kept at its refined pixels only) and the sums of the Sentinel-2 pairs'
+    # fits, then each band refined with the fits of the whole grid (a fire across bands: one fit)
+    kept, sums = [], {}
     for b0 in range(plan.rows.start, plan.rows.stop, band_rows):
         b1 = min(b0 + band_rows, plan.rows.stop)
         h0, h1 = max(b0 - HALO, 0), min(b1 + HALO, ny)
@@ -632,13 +639,22 @@ def refine_coarse(lay: xr.Dataset, ds: xr.Dataset, thresholds: ChainThresholds, 
         if store is not None and year is not None:
             url = f"{store.url.removesuffix('.zarr')}.state/coarse-detail-{year}-rows{b0:05d}-{b1:05d}.npz"
             key = _coarse_key(lay.isel(y=slice(h0, h1)), looks_key, (b0, b1, h0, h1))
-        detail = _load_detail(url, store, key, (b1 - b0, lay.sizes["x"])) if url else None
+        shape = (len(DETAIL_LAYERS), b1 - b0, lay.sizes["x"])
+        detail = _load_detail(url, store, key, shape) if url else None
         if detail is None:
             looks = ds[list(BANDS)].isel(time=plan.looks, y=slice(h0, h1)).compute()
             detail = coarse_detail(band, looks, top=b0 - h0, thresholds=thresholds)
             if url:
                 _save_detail(url, store, key, detail)
-        part = apply_coarse_detail(band, detail)
+        for k, v in pair_sums(band, detail).items():
+            sums[k] = sums.get(k, 0) + v
+        at = np.flatnonzero(np.isfinite(detail).any(axis=0))
+        kept.append((b0, b1, at, detail.reshape(len(DETAIL_LAYERS), -1)[:, at]))
+    gains = pair_gains(sums)
+    for b0, b1, at, vals in kept:
+        detail = np.full((len(DETAIL_LAYERS), (b1 - b0) * lay.sizes["x"]), np.nan)
+        detail[:, at] = vals
+        part = apply_coarse_detail(lay.isel(y=slice(b0, b1)), detail.reshape(len(DETAIL_LAYERS), b1 - b0, -1), gains)
         d_all[b0:b1] = part["dnbr"].values
         s_all[b0:b1] = part["severity"].values
     return lay
@@ -654,24 +670,26 @@ def _coarse_key(rows: xr.Dataset, looks_key: str, where: tuple[int, ...]) -> str
     return h.hexdigest()
 
 
-def _load_detail(url: str, store: CubeStore, key: str, shape: tuple[int, int]) -> np.ndarray | None:
-    """A band's saved coarse detail, if it was saved under ``key`` (None otherwise)."""
+def _load_detail(url: str, store: CubeStore, key: str, shape: tuple[int, int, int]) -> np.ndarray | None:
+    """A band's saved coarse detail (layers, y, x), if it was saved under ``key`` (None otherwise)."""
     fs, path = store._fs(url)
     if not fs.exists(path):
         return None
     with np.load(io.BytesIO(fs.cat_file(path))) as z:
         if bytes(z["key"]).decode() != key:
             return None
-        out = np.full(shape, np.nan)
-        out.flat[z["at"]] = z["detail"]
-    return out
+        out = np.full((shape[0], shape[1] * shape[2]), np.nan)
+        out[:, z["at"]] = z["detail"]
+    return out.reshape(shape)
 
 
 def _save_detail(url: str, store: CubeStore, key: str, detail: np.ndarray) -> None:
-    """The band's detail at its refined pixels (flat indices and values), replaced whole."""
-    at = np.flatnonzero(np.isfinite(detail))
+    """The band's detail at its refined pixels (flat indices of the band's grid, and each layer's
+    values there), replaced whole."""
+    flat = detail.reshape(detail.shape[0], -1)
+    at = np.flatnonzero(np.isfinite(flat).any(axis=0))
     buf = io.BytesIO()
-    np.savez(buf, key=np.frombuffer(key.encode(), np.uint8), at=at, detail=detail.flat[at])
+    np.savez(buf, key=np.frombuffer(key.encode(), np.uint8), at=at, detail=flat[:, at])
     _put_beside(store, url, buf.getvalue())
 
 

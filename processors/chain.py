@@ -61,6 +61,12 @@ class ChainThresholds:
     burn_post_fine_days: float = 3.0  #: a 10-20 m look this soon after a 30 m detection gives the post-fire NBR
     #: ... and one this soon, the 10 m detail around the 30 m value (processors.coarse)
     burn_post_coarse_days: float = 30.0
+    #: ... with a clear 10-20 m look at most this many days before the detection, the 10 m dNBR between
+    #: the two Sentinel-2 looks, scaled to the 30 m detection's (processors.coarse) ...
+    burn_pre_fine_days: float = 30.0
+    #: ... the later look at most this many days after the detection (the scaling takes off the regrowth
+    #: in between, so it may come later than the bracket's)
+    burn_pair_post_days: float = 45.0
     #: this season's phenology against the baseline years' is read from the undisturbed reference (forest)
     #: pixels of square tiles this many pixels a side (a multiple of it must divide the nightly state's strips) ...
     reference_tile_px: int = 256

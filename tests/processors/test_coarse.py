@@ -26,11 +26,11 @@ def _nbr(r):
     return (r[3] - r[6]) / (r[3] + r[6])
 
 
-def _scene(gap_days: float = 8.0, cloud_mate: bool = False):
+def _scene(gap_days: float = 8.0, cloud_mate: bool = False, char: np.ndarray = CHAR):
     rng = np.random.default_rng(11)
     sev = np.zeros((H, W))
     sev[6:26, 5:27] = rng.uniform(0.2, 1.0, (20, 22))  # patchy at 10 m
-    refl = FOREST[:, None, None] * (1 - sev) + CHAR[:, None, None] * sev  # (band, y, x), after the fire
+    refl = FOREST[:, None, None] * (1 - sev) + char[:, None, None] * sev  # (band, y, x), after the fire
     # Landsat: 3 x 3 area means with the blocks starting at row/column 1, copied back to their 10 m pixels
     land = refl.copy()
     for r0 in range(-2, H, 3):
@@ -195,3 +195,106 @@ def test_the_nightly_flow_keeps_each_band_s_detail_until_its_inputs_change(tmp_p
     got = run(moved, series)
     np.testing.assert_array_equal(got["dnbr"].values, refine_coarse_severity(moved, looks)["dnbr"].values)
     assert not np.array_equal(got["dnbr"].values[burned], first["dnbr"].values[burned], equal_nan=True)
+
+
+REGROW = np.array([0.040, 0.080, 0.050, 0.300, 0.310, 0.250, 0.150])  # herbs and resprouts on the char
+EARLY = FOREST * np.array([1.0, 1.0, 1.1, 0.9, 0.9, 1.0, 1.05])  # the forest 12 days before: greening up
+#: char whose broad NIR is 6% under its narrow one (the demo's, USGS-typical; CHAR's 25% is a stress
+#: case for the bracket): the pair's fit is on the narrow NIR, the only one Landsat has, and carries
+#: over to the broad one as far as regrowth moves both alike (with CHAR, the pair reads 0.05 light)
+CHAR_S2 = np.array([0.030, 0.035, 0.040, 0.075, 0.080, 0.140, 0.130])
+
+
+def _pair_scene(regrow: float = 0.2, before_days: float = 12.0, after_days: float = 20.0, fire_px: slice = slice(5, 27)):
+    """:func:`_scene`'s fire (with :data:`CHAR_S2`) and two more Sentinel-2 looks: one
+    ``before_days`` before the Landsat detection (the forest greening up: NBR 0.05 lower than at
+    the fire), and the later one ``after_days`` after it, by when herbs cover ``regrow`` of the char."""
+    layers, looks, truth, burned = _scene(char=CHAR_S2)
+    if fire_px != slice(5, 27):  # a smaller fire: the rest unburned
+        keep = np.zeros_like(burned)
+        keep[6:26, fire_px] = True
+        burned &= keep
+        truth = np.where(burned, truth, np.nan)
+        layers["burn_status"] = layers["burn_status"].where(burned, 0)
+        layers["burn_first"] = layers["burn_first"].where(burned)
+        layers["dnbr"] = layers["dnbr"].where(burned)
+    # the chain's 30 m dNBR when its pre-fire look was Landsat's too: on the narrow NIR both sides
+    land_post = looks.isel(time=0)
+    n8 = lambda r8, r12: (r8 - r12) / (r8 + r12)  # noqa: E731
+    narrow = n8(FOREST[4], FOREST[6]) - n8(land_post["nir08"].values, land_post["swir22"].values)
+    layers["dnbr"] = layers["dnbr"].copy(data=np.where(burned, narrow, np.nan).astype(np.float32))
+    rng = np.random.default_rng(11)
+    frac = np.zeros((H, W))
+    frac[6:26, 5:27] = rng.uniform(0.2, 1.0, (20, 22))  # the same draw as _scene's
+    frac = np.where(burned, frac, 0.0)
+    char_now = CHAR_S2 * (1 - regrow) + REGROW * regrow
+    after = FOREST[:, None, None] * (1 - frac) + char_now[:, None, None] * frac
+    before = np.broadcast_to(EARLY[:, None, None], after.shape)
+    t_pre, t_post = T_L - pd.Timedelta(days=before_days), T_L + pd.Timedelta(days=after_days)
+    extra = xr.Dataset({b: (("time", "y", "x"), np.stack([before[i], after[i]]).astype(np.float32)) for i, b in enumerate(BANDS)},
+                       coords={"time": [t_pre, t_post], "platform": ("time", ["sentinel-2a", "sentinel-2b"])})
+    land = looks.isel(time=[0])
+    return layers, xr.concat([extra.isel(time=[0]), land, extra.isel(time=[1])], dim="time"), truth, burned
+
+
+def test_a_sentinel2_pair_scaled_to_the_detection_gives_the_fire_s_10m_severity():
+    """With a clear Sentinel-2 look before the fire, dNBR is the pair's at 10 m, fitted to the 30 m
+    detection's level: the regrowth by the later look (20% of the char covered) and the green-up
+    since the earlier one are taken off. Without the fit the pair reads every burn too light; the
+    bracket alone (no earlier look) carries the 30 m look's level, off by its blur."""
+    from processors.coarse import coarse_detail, pair_gains, pair_sums
+
+    layers, looks, truth, burned = _pair_scene()
+    plan = coarse_refine_plan(layers, looks["time"].values, looks["platform"].values)
+    assert plan.looks == [0, 1, 2]
+    out = refine_coarse_severity(layers, looks)
+    err = out["dnbr"].values[burned] - truth[burned]
+    agree = (out["severity"].values[burned] == _classes(truth[burned])).mean()
+    assert abs(err.mean()) < 0.02 and agree >= 0.92
+    detail = coarse_detail(layers, looks)
+    assert (detail[1][burned] - truth[burned]).mean() < -0.1  # the pair as it is
+    (g, b), = pair_gains(pair_sums(layers, detail)).values()
+    assert g > 1.1  # regrowth lowered the later dNBR in proportion
+    bracket = refine_coarse_severity(layers, looks.isel(time=[1, 2]))
+    assert (bracket["severity"].values[burned] == _classes(truth[burned])).mean() < agree - 0.05
+
+
+def test_with_no_regrowth_the_fit_is_exact():
+    """Char unchanged between the fire and the later look: the fit's gain is 1, its offset the
+    green-up between the earlier look and the fire, and the pair gives the truth."""
+    from processors.coarse import coarse_detail, pair_gains, pair_sums
+
+    layers, looks, truth, burned = _pair_scene(regrow=0.0)
+    (g, b), = pair_gains(pair_sums(layers, coarse_detail(layers, looks))).values()
+    assert g == pytest.approx(1.0, abs=1e-6) and b == pytest.approx(_nbr(FOREST) - _nbr(EARLY), abs=0.002)
+    np.testing.assert_allclose(refine_coarse_severity(layers, looks)["dnbr"].values[burned], truth[burned], atol=0.003)
+
+
+def test_a_fire_too_small_for_the_fit_keeps_the_bracket():
+    layers, looks, truth, burned = _pair_scene(fire_px=slice(5, 9))  # 80 px, under PAIR_MIN_PX
+    from processors.coarse import PAIR_MIN_PX
+
+    assert burned.sum() < PAIR_MIN_PX
+    np.testing.assert_array_equal(refine_coarse_severity(layers, looks)["dnbr"].values,
+                                  refine_coarse_severity(layers, looks.isel(time=[1, 2]))["dnbr"].values)
+
+
+def test_the_later_look_may_come_later_for_the_pair_than_for_the_bracket():
+    th = ChainThresholds()
+    layers, looks, truth, burned = _pair_scene(after_days=th.burn_post_coarse_days + 5, regrow=0.3)
+    out = refine_coarse_severity(layers, looks, thresholds=th)
+    assert (out["severity"].values[burned] == _classes(truth[burned])).mean() >= 0.9
+    layers, looks, _, _ = _pair_scene(after_days=th.burn_pair_post_days + 1)
+    np.testing.assert_array_equal(refine_coarse_severity(layers, looks, thresholds=th)["dnbr"].values,
+                                  layers["dnbr"].values)  # too late for either
+
+
+@pytest.mark.parametrize("band_rows", [4, 7])
+def test_the_pair_s_fit_is_the_whole_grid_s_band_by_band(band_rows):
+    from flows.pipeline import refine_coarse
+
+    layers, looks, _, _ = _pair_scene()
+    whole = refine_coarse_severity(layers, looks)
+    got = refine_coarse(layers.copy(deep=True), looks.chunk({"y": 5}), ChainThresholds(), band_rows=band_rows)
+    np.testing.assert_allclose(got["dnbr"].values, whole["dnbr"].values, rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(got["severity"].values, whole["severity"].values)
