@@ -471,17 +471,14 @@ def wetland_alerts(layers: xr.Dataset, *, landscape_id: str, loss_fraction: floa
 
 # ------------------------------------------------------------------------------------------ grasslands
 def grassland_layers(ds: xr.Dataset, *, start_doy: int, end_doy: int, year: int, p_max: float = 0.05,
-                     slope_per_year: float = 0.005, min_obs: int = 1, drop_below: float | None = 0.07,
-                     season_doy: tuple[int, int] | None = None) -> xr.Dataset:
+                     slope_per_year: float = 0.005, min_obs: int = 1, drop_below: float | None = 0.07) -> xr.Dataset:
     """Growing-season NDVI per year (years with fewer than ``min_obs`` clear looks are gaps; looks
     more than ``drop_below`` under the pixel's median of about three years are cloud-mask leaks and
-    left out; with ``season_doy``, each year's landscape level from its own growing-season curve:
-    :func:`processors.grassland.growing_season_ndvi`), its trend class, slope, p-value and this
-    year's anomaly (lazy)."""
+    left out), its trend class, slope, p-value and this year's anomaly (lazy)."""
     from .grassland import grassland_trend, growing_season_ndvi, ndvi_anomaly_z
 
     gs = growing_season_ndvi(ndvi(ds["red"], ds["nir"]), start_doy=start_doy, end_doy=end_doy, min_obs=min_obs,
-                             drop_below=drop_below, season_doy=season_doy)
+                             drop_below=drop_below)
     tr = grassland_trend(gs, p_max=p_max, slope_per_year=slope_per_year)
     return xr.Dataset({"gs_ndvi": gs, "slope": tr["slope"], "p_value": tr["p_value"],
                        "trend_class": tr["trend_class"], "anomaly_z": ndvi_anomaly_z(gs, year=year)})

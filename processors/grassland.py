@@ -9,8 +9,7 @@ from .forest import nanmedian_time
 from .seasons import in_window
 from .trends import mann_kendall
 
-__all__ = ["growing_season_ndvi", "sampling_factors", "drop_low_outliers", "season_levels", "grassland_trend", "ndvi_anomaly_z",
-           "DEGRADING", "STABLE", "IMPROVING"]
+__all__ = ["growing_season_ndvi", "sampling_factors", "drop_low_outliers", "grassland_trend", "ndvi_anomaly_z", "DEGRADING", "STABLE", "IMPROVING"]
 
 DEGRADING, STABLE, IMPROVING = -1, 0, 1
 
@@ -31,94 +30,6 @@ def _shape_factors(med: np.ndarray, frac: np.ndarray, doy: np.ndarray, *, start_
     return np.round(out, 4)  # the same factors whatever the chunking (sums and medians in another order)
 
 
-def _subsample(da: xr.DataArray, max_px: int) -> xr.DataArray:
-    """A regular subsample of at most ``max_px`` pixels, in one spatial chunk."""
-    h, w = da.sizes["y"], da.sizes["x"]
-    step = max(1, int(np.ceil(np.sqrt(h * w / max_px))))
-    sub = da.isel(y=slice(None, None, step), x=slice(None, None, step))
-    return sub.chunk({"y": -1, "x": -1}) if sub.chunks is not None else sub
-
-
-def _spatial_median(da: xr.DataArray) -> xr.DataArray:
-    """The median over (y, x) of each other index, NaN where none is finite, without NumPy's
-    all-NaN warning (a look cloudy all over is not news; silencing warnings is not thread-safe
-    under dask)."""
-    flat = da.stack(px=("y", "x"))
-    return xr.apply_ufunc(nanmedian_time, flat, input_core_dims=[["px"]], dask="parallelized",
-                          output_dtypes=[da.dtype])
-
-
-def _double_logistic(d, base, amp, sos, eos, ks, ke):
-    return base + amp * (1 / (1 + np.exp(-(d - sos) / ks)) - 1 / (1 + np.exp(-(d - eos) / ke)))
-
-
-def _season_means(med: np.ndarray, frac: np.ndarray, doy: np.ndarray, year: np.ndarray, *, years: np.ndarray,
-                  start_doy: int, end_doy: int, min_clear: float, min_looks: int) -> np.ndarray:
-    """Per year: the mean of the year's seasonal curve over weekly days of ``[start_doy, end_doy]``.
-    The curve is a double logistic fitted to all years' look medians, then its amplitude, start and
-    end of season refitted to each year's own (the shape-model fitting of Sakamoto et al. 2010).
-    NaN for a year with fewer than ``min_looks`` usable looks, or everywhere if the fit fails."""
-    from scipy.optimize import least_squares
-
-    out = np.full(len(years), np.nan)
-    ok = np.isfinite(med) & (frac >= min_clear) & (doy >= 60) & (doy <= 330)
-    if ok.sum() < 3 * min_looks:
-        return out
-    d, m = doy[ok].astype(np.float64), med[ok].astype(np.float64)
-    days = np.arange(start_doy, end_doy + 1, 7, dtype=np.float64)
-
-    def fit(f, p0, dd, mm, bounds=(-np.inf, np.inf)):
-        with np.errstate(over="ignore", invalid="ignore"):  # exp() of far-off trial parameters
-            r = least_squares(lambda p: f(dd, *p) - mm, p0, bounds=bounds, max_nfev=2000)
-        return r.x if r.success and np.isfinite(r.x).all() else None
-
-    p0 = [float(np.percentile(m, 5)), float(np.ptp(m)), start_doy - 5.0, end_doy + 5.0, 8.0, 10.0]
-    p = fit(_double_logistic, p0, d, m)
-    if p is None or not (p[1] > 0 and 0 < p[4] < 60 and 0 < p[5] < 60):
-        return out
-    base, amp, sos, eos, ks, ke = p
-
-    def curve(dd, a, s0, e0):
-        return _double_logistic(dd, base, a, s0, e0, ks, ke)
-    for i, y in enumerate(years):
-        sel = year[ok] == y
-        if sel.sum() < min_looks:
-            continue
-        q = fit(curve, [amp, sos, eos], d[sel], m[sel], bounds=([0.3 * amp, sos - 30, eos - 30], [2 * amp, sos + 30, eos + 30]))
-        if q is not None:
-            with np.errstate(over="ignore"):
-                out[i] = curve(days, *q).mean()
-    return np.round(out, 5)  # the same whatever the chunking
-
-
-def season_levels(ndvi: xr.DataArray, *, start_doy: int, end_doy: int, max_px: int = 250_000,
-                  min_clear: float = 0.3, min_looks: int = 4) -> xr.DataArray:
-    """Per year (year,): the landscape's mean NDVI over the growing season ``[start_doy, end_doy]``
-    from its own seasonal curve of that year, green-up and senescence timing included.
-
-    Each look's median NDVI over a regular subsample of at most ``max_px`` pixels (looks with less
-    than ``min_clear`` of it clear are left out) gives the landscape's curve; a double logistic is
-    fitted to all years, then refitted per year (amplitude, start and end of season) and averaged
-    over weekly days of the window. NaN for a year with fewer than ``min_looks`` usable looks. Lazy.
-    """
-    sub = _subsample(ndvi, max_px)
-    med = _spatial_median(sub)
-    frac = sub.notnull().mean(("y", "x"))
-    if med.chunks is not None:
-        med, frac = med.chunk({"time": -1}), frac.chunk({"time": -1})
-    years = np.unique(ndvi["time"].dt.year.values)
-    out = xr.apply_ufunc(_season_means, med, frac, ndvi["time"].dt.dayofyear, ndvi["time"].dt.year,
-                         input_core_dims=[["time"]] * 4, output_core_dims=[["year"]], dask="parallelized",
-                         output_dtypes=[np.float64], dask_gufunc_kwargs={"output_sizes": {"year": len(years)}},
-                         kwargs={"years": years, "start_doy": start_doy, "end_doy": end_doy,
-                                 "min_clear": min_clear, "min_looks": min_looks})
-    out = out.assign_coords(year=years)
-    out.name = "season_level"
-    out.attrs = {"long_name": f"landscape growing-season mean NDVI (day {start_doy}-{end_doy}) from its seasonal curve",
-                 "units": "1"}
-    return out
-
-
 def sampling_factors(ndvi: xr.DataArray, *, start_doy: int, end_doy: int, max_px: int = 250_000,
                      min_looks: int = 6, min_clear: float = 0.3) -> xr.DataArray:
     """Per look (time,): the factor that brings an NDVI seen on that day of the window to the window's
@@ -130,7 +41,11 @@ def sampling_factors(ndvi: xr.DataArray, *, start_doy: int, end_doy: int, max_px
     ``max_px`` pixels; looks with less than ``min_clear`` of it clear are left out). With fewer than
     ``min_looks`` looks, every factor is 1. Factors are clamped to [0.8, 1.25].
     """
-    sub = _subsample(ndvi, max_px)
+    h, w = ndvi.sizes["y"], ndvi.sizes["x"]
+    step = max(1, int(np.ceil(np.sqrt(h * w / max_px))))
+    sub = ndvi.isel(y=slice(None, None, step), x=slice(None, None, step))
+    if sub.chunks is not None:
+        sub = sub.chunk({"y": -1, "x": -1})
     med = sub.median(("y", "x"), skipna=True)
     frac = sub.notnull().mean(("y", "x"))
     if med.chunks is not None:
@@ -177,8 +92,7 @@ def drop_low_outliers(ndvi: xr.DataArray, *, below: float = 0.07, span_years: in
 
 def growing_season_ndvi(ndvi: xr.DataArray, *, start_doy: int, end_doy: int, min_obs: int = 1,
                         normalize_sampling: bool = True, drop_below: float | None = 0.07,
-                        drop_span_years: int = 1, season_doy: tuple[int, int] | None = None,
-                        max_px: int = 250_000) -> xr.DataArray:
+                        drop_span_years: int = 1) -> xr.DataArray:
     """Mean NDVI of the clear observations inside the growing-season window, per year and pixel.
 
     Parameters
@@ -199,17 +113,6 @@ def growing_season_ndvi(ndvi: xr.DataArray, *, start_doy: int, end_doy: int, min
         Then leave out the looks that read more than ``drop_below`` under the median of the
         pixel's (scaled) looks of the year and ``drop_span_years`` years on each side: cloud-mask
         leaks (:func:`drop_low_outliers`). None keeps every look.
-    season_doy : (int, int), optional
-        The whole growing season (:func:`processors.seasons.season_windows`' ``growing_*``). Then
-        each year's values are moved together so that their landscape median (over the same
-        subsample of at most ``max_px`` pixels) is that year's growing-season mean from the
-        landscape's own curve (:func:`season_levels`): the window's values say how each pixel
-        stands against the landscape, and the curve how the year's season went as a whole, its
-        green-up timing included, which a few clear looks a year cannot say pixel by pixel. The
-        year-to-year swings common to the whole landscape decide where a 7-point Mann-Kendall
-        test crosses p = 0.05; taken from the peak window alone they were off by 0.005-0.012
-        (sd over the years) against the demo archives' truth, and 0.002-0.006 from the curve.
-        A year the curve cannot be fitted for keeps its values.
 
     Returns
     -------
@@ -230,12 +133,7 @@ def growing_season_ndvi(ndvi: xr.DataArray, *, start_doy: int, end_doy: int, min
         out = mean.where(count >= min_obs).reindex(year=all_years)
     else:
         out = xr.full_like(ndvi.isel(time=0, drop=True), np.nan).expand_dims(year=all_years)
-    if season_doy is not None and win.sizes["time"]:
-        level = season_levels(ndvi, start_doy=season_doy[0], end_doy=season_doy[1], max_px=max_px)
-        here = _spatial_median(_subsample(out, max_px))
-        if here.chunks is not None:
-            here = here.chunk({"year": -1})
-        out = out + (level - here).fillna(0.0).astype(np.float32)
+    out = out.astype(np.float32)
     out.name = "gs_ndvi"
     out.attrs = {"long_name": f"mean growing-season NDVI (day {start_doy}-{end_doy})", "units": "1"}
     return out
