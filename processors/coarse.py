@@ -264,7 +264,7 @@ def coarse_detail(layers: xr.Dataset, looks: xr.Dataset, *, top: int = 0,
                 continue
             if gap[f] <= th.burn_post_fine_days:  # the post-fire look is this one already
                 todo &= ~here
-                pair_todo &= ~seen
+                pair_todo &= ~here  # (the others, unburned mates among them, take a later look, as the rest do)
                 continue
             if gap[f] <= th.burn_pair_post_days:
                 got = pair_todo & seen
