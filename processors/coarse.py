@@ -20,12 +20,14 @@ detection), both sides are at 10 m, and dNBR is that pair's, scaled to the detec
     dNBR = g * [NBR_broad(S2 before) - NBR_broad(S2 after)] + b
 
 with one ``g`` and ``b`` per fire look, a least-squares fit of the 30 m detection's dNBR on the
-pair's narrow-NIR dNBR averaged over each 30 m pixel. Regrowth in the weeks before the later look
+pair's narrow-NIR dNBR as each 30 m pixel sees it (the NBR of the mean reflectance of its 10 m
+pixels at each look, the 30 m look's own scale). Regrowth in the weeks before the later look
 lowers a fire's dNBR in proportion to it (herbs and resprouts cover a share of the char), and the
 season moves the NBR between the two looks; the fit takes both off, and one fit per fire averages
 the 30 m look's own noise (each Landsat pixel's level is off by as much as its 10 m detail) over
-every 30 m pixel of the fire. On a held-out archive (small, seed 37) the dNBR error's spread went
-from 0.064 to about 0.035.
+every 30 m pixel of the fire. On a held-out archive (small, seed 37), over the 798 pixels of its
+Landsat detection, the dNBR error's spread went from 0.064 (the bracket) to 0.055 and the severity
+class agreement from 0.82 to 0.89.
 
 It works on *computed* layers (:func:`processors.chain.forest_burn_layers`, or the nightly state's
 :func:`processors.incremental.state_layers`, which are equal) and on the few looks it needs, which
@@ -50,7 +52,7 @@ __all__ = ["CoarsePlan", "coarse_refine_plan", "refine_coarse_severity", "coarse
 
 HALO = 2  #: rows (and columns) around a pixel where the 10 m pixels of its 30 m pixel can lie
 #: the layers of :func:`coarse_detail`: the bracket (taken off dNBR), the Sentinel-2 pair's dNBR on the
-#: broad NIR, and on the narrow NIR averaged over the pixel's 30 m pixel (NaN where not available)
+#: broad NIR, and on the narrow NIR as the pixel's 30 m pixel sees it (NaN where not available)
 DETAIL_LAYERS = ("bracket", "pair_broad", "pair_narrow_30m")
 #: a fire look's fit needs this many pixels (1 ha, the burn unit: eleven 30 m pixels) ...
 PAIR_MIN_PX = 100
@@ -139,8 +141,9 @@ def refine_coarse_severity(layers: xr.Dataset, looks: xr.Dataset, *, top: int = 
     rows, plus ``top`` rows above them and any number below (a halo of :data:`HALO` rows where the
     grid has them). With a clear, not hazy 10-20 m look before the detection (within
     ``burn_pre_fine_days``) and one after it (within ``burn_pair_post_days``), a pixel takes the
-    Sentinel-2 pair's dNBR scaled to the detection's (the module's second formula); otherwise the bracket, when every 10 m pixel of its 30 m pixel is
-    clear at the later look; otherwise it keeps its value. NumPy only: no dask graph is computed here.
+    Sentinel-2 pair's dNBR scaled to the detection's (the module's second formula; the fit over
+    these layers' pixels); otherwise the bracket, when every 10 m pixel of its 30 m pixel is clear
+    at the later look; otherwise it keeps its value. NumPy only: no dask graph is computed here.
 
     The same as :func:`apply_coarse_detail` of :func:`coarse_detail` (which a caller can keep: it
     depends only on the detections, the forest mask and the looks, not on the dNBR values).
@@ -151,7 +154,7 @@ def refine_coarse_severity(layers: xr.Dataset, looks: xr.Dataset, *, top: int = 
 def pair_sums(layers: xr.Dataset, detail: np.ndarray) -> dict[np.datetime64, np.ndarray]:
     """Per fire look (the first detection's time), the sums of the fit of :func:`pair_gains` over the
     pixels of ``layers`` with a Sentinel-2 pair in ``detail``: ``n, Σx, Σy, Σx², Σxy`` (x the pair's
-    narrow-NIR dNBR over the 30 m pixel, y the layers' dNBR). Sums of bands of rows add up to the
+    narrow-NIR dNBR as the pixel's 30 m pixel sees it, y the layers' dNBR). Sums of bands of rows add up to the
     whole grid's."""
     y = _numpy(layers["dnbr"], "dnbr").astype(np.float64)
     first = confirmed_first(layers)
@@ -209,7 +212,7 @@ def coarse_detail(layers: xr.Dataset, looks: xr.Dataset, *, top: int = 0,
     """The 10 m detail (:data:`DETAIL_LAYERS`, y, x) of :func:`refine_coarse_severity`, float64, NaN
     where a layer does not apply: the bracket of the module's first formula (taken off dNBR: NBR_post
     rises by it), and the Sentinel-2 pair's dNBR of its second, on the broad NIR at the pixel and on
-    the narrow NIR over its 30 m pixel. Arguments as :func:`refine_coarse_severity`'s; the layers'
+    the narrow NIR as its 30 m pixel sees it. Arguments as :func:`refine_coarse_severity`'s; the layers'
     ``dnbr`` is not read."""
     th = thresholds
     h = layers.sizes["y"]
