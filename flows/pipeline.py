@@ -648,13 +648,10 @@ def refine_coarse(lay: xr.Dataset, ds: xr.Dataset, thresholds: ChainThresholds, 
                 _save_detail(url, store, key, detail)
         for k, v in pair_sums(band, detail).items():
             sums[k] = sums.get(k, 0) + v
-        at = np.flatnonzero(np.isfinite(detail).any(axis=0))
-        kept.append((b0, b1, at, detail.reshape(len(DETAIL_LAYERS), -1)[:, at]))
+        kept.append((b0, b1, shape, _pack(detail)))
     gains = pair_gains(sums)
-    for b0, b1, at, vals in kept:
-        detail = np.full((len(DETAIL_LAYERS), (b1 - b0) * lay.sizes["x"]), np.nan)
-        detail[:, at] = vals
-        part = apply_coarse_detail(lay.isel(y=slice(b0, b1)), detail.reshape(len(DETAIL_LAYERS), b1 - b0, -1), gains)
+    for b0, b1, shape, packed in kept:
+        part = apply_coarse_detail(lay.isel(y=slice(b0, b1)), _unpack(*packed, shape), gains)
         d_all[b0:b1] = part["dnbr"].values
         s_all[b0:b1] = part["severity"].values
     return lay
@@ -678,18 +675,29 @@ def _load_detail(url: str, store: CubeStore, key: str, shape: tuple[int, int, in
     with np.load(io.BytesIO(fs.cat_file(path))) as z:
         if bytes(z["key"]).decode() != key:
             return None
-        out = np.full((shape[0], shape[1] * shape[2]), np.nan)
-        out[:, z["at"]] = z["detail"]
+        return _unpack(z["at"], z["detail"], shape)
+
+
+def _pack(detail: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A band's detail (layers, y, x) at its refined pixels only: their flat indices in the band's
+    grid, and each layer's values there."""
+    flat = detail.reshape(detail.shape[0], -1)
+    at = np.flatnonzero(np.isfinite(flat).any(axis=0))
+    return at, flat[:, at]
+
+
+def _unpack(at: np.ndarray, values: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+    """:func:`_pack`'s inverse: NaN at the pixels it left out."""
+    out = np.full((shape[0], shape[1] * shape[2]), np.nan)
+    out[:, at] = values
     return out.reshape(shape)
 
 
 def _save_detail(url: str, store: CubeStore, key: str, detail: np.ndarray) -> None:
-    """The band's detail at its refined pixels (flat indices of the band's grid, and each layer's
-    values there), replaced whole."""
-    flat = detail.reshape(detail.shape[0], -1)
-    at = np.flatnonzero(np.isfinite(flat).any(axis=0))
+    """The band's detail at its refined pixels (:func:`_pack`), replaced whole."""
+    at, values = _pack(detail)
     buf = io.BytesIO()
-    np.savez(buf, key=np.frombuffer(key.encode(), np.uint8), at=at, detail=flat[:, at])
+    np.savez(buf, key=np.frombuffer(key.encode(), np.uint8), at=at, detail=values)
     _put_beside(store, url, buf.getvalue())
 
 

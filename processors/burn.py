@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
+from .indices import ndwi
+
 __all__ = ["dnbr", "rdnbr", "severity_classes", "burn_signature", "fire_like", "water_at_10m", "burn_severity_at_detection",
            "drop_from_previous", "phenology_corrected",
            "SEVERITY_BREAKS", "SEVERITY_NAMES"]
@@ -152,8 +154,6 @@ def water_at_10m(green: xr.DataArray, nir: xr.DataArray, *, max_ndwi: float = 0.
     within one of the water may share its 20 m pixel. Lazy; equal on numpy and dask (chunk edges
     included).
     """
-    from .indices import ndwi
-
     wet = (ndwi(green, nir) > max_ndwi).astype(np.float32)
     near = wet.rolling(y=3, x=3, center=True, min_periods=1).max() > 0
     near.name = "water_at_10m"

@@ -25,7 +25,7 @@ from .indices import mndwi, nbr, ndvi, normalized_difference
 from .vectorize import Patches, _numpy, vectorize_alerts
 from .water import EDGE_M
 
-__all__ = ["ChainThresholds", "observation_layers", "hazy", "forest_burn_layers", "forest_burn_alerts", "forest_burn_masks", "burn_scar_pixels", "one_fire_per_patch", "wetland_layers", "wetland_alerts",
+__all__ = ["ChainThresholds", "observation_layers", "hazy", "burn_withdrawn", "forest_burn_layers", "forest_burn_alerts", "forest_burn_masks", "burn_scar_pixels", "one_fire_per_patch", "wetland_layers", "wetland_alerts",
            "grassland_layers", "grassland_alerts"]
 
 
@@ -198,6 +198,17 @@ def hazy(bands: xr.Dataset, reference: xr.DataArray, thresholds: ChainThresholds
     return (visible > thresholds.haze_visible) & (ndsi < thresholds.haze_max_ndsi) & reference.astype(bool)
 
 
+def burn_withdrawn(status, fine_seen, fine_hits, late_seen, late_hits, thresholds: ChainThresholds = ChainThresholds()):
+    """Confirmed burns that were not fire (the season chain's and the nightly state's rule; xarray or
+    NumPy counts alike): those the 10-20 m looks within ``within_days`` of the detection saw, never as
+    fire-like (a 30 m pixel over a clearing's edge), and those whose clear looks from
+    ``burn_recover_after_days`` to ``within_days`` after it - at least ``confirm`` of them - were all
+    back within ``burn_recover_fraction`` of the fire floor of the expected NBR (a green-up that lagged
+    its tile's; char stays dark for the season)."""
+    confirmed = status == CONFIRMED
+    return (confirmed & (fine_seen >= 1) & (fine_hits == 0)) | (confirmed & (late_seen >= thresholds.confirm) & (late_hits == 0))
+
+
 def forest_burn_layers(ds: xr.Dataset, *, monitor_start: str, mask_years: list[int], start_doy: int, end_doy: int,
                        thresholds: ChainThresholds = ChainThresholds(), forest_mask: xr.DataArray | None = None
                        ) -> xr.Dataset:
@@ -252,16 +263,13 @@ def forest_burn_layers(ds: xr.Dataset, *, monitor_start: str, mask_years: list[i
     since = (after >= np.timedelta64(0, "s")) & (after <= np.timedelta64(th.within_days, "D")) & obs["fine"]
     fine_fire_seen = (since & fire.notnull()).sum("time")
     fine_fire_hits = (since & (fire == 1)).sum("time")
-    not_fire = (burn["status"] == CONFIRMED) & (fine_fire_seen >= 1) & (fine_fire_hits == 0)
     # a pixel whose green-up lags its tile's reads fire-like for a look or two, and again normal within
-    # weeks; char stays dark for the season (herbs take back at most half the NBR): a burn whose clear
-    # looks from burn_recover_after_days to within_days after its detection are all back within
-    # burn_recover_fraction of the fire floor of the NBR expected there recovered, and is withdrawn
+    # weeks; char stays dark for the season (herbs take back at most half the NBR): the clear looks
+    # from burn_recover_after_days to within_days after its detection, and those still below
     late = (after >= np.timedelta64(int(th.burn_recover_after_days * 86400), "s")) & (after <= np.timedelta64(th.within_days, "D"))
     late_seen = (late & obs["nbr_dev"].notnull()).sum("time")
     late_hits = (late & (obs["nbr_dev"] <= -th.burn_recover_fraction * th.burn_nbr_drop)).sum("time")
-    recovered = (burn["status"] == CONFIRMED) & (late_seen >= th.confirm) & (late_hits == 0)
-    not_fire = not_fire | recovered
+    not_fire = burn_withdrawn(burn["status"], fine_fire_seen, fine_fire_hits, late_seen, late_hits, th)
     burned = (burn["status"] == CONFIRMED) & ~not_fire
 
     # over the whole forest, burned or not: the burn-scar alerts take their pixels out of forest loss

@@ -34,7 +34,7 @@ import numpy as np
 import xarray as xr
 
 from .burn import phenology_corrected, severity_classes
-from .chain import FINE_NORMAL_ATTRS, ChainThresholds, hazy, observation_layers
+from .chain import FINE_NORMAL_ATTRS, ChainThresholds, burn_withdrawn, hazy, observation_layers
 from .forest import CONFIRMED, WITHDRAWN, seconds_to_time, status_step, time_axes
 from .indices import nbr
 
@@ -178,12 +178,9 @@ def state_layers(state: ForestBurnState, forest: xr.DataArray, thresholds: Chain
     th = thresholds
     a = state.arrays
     fm = np.asarray(forest.values, dtype=bool)
-    # a burn that the 10-20 m looks of the weeks after its detection saw, never as fire-like, was a 30 m
-    # pixel over a clearing's edge (see processors.chain.forest_burn_layers): withdrawn
-    not_fire = (a["burn_status"] == CONFIRMED) & (a["burn_fine_seen"] >= 1) & (a["burn_fine_hits"] == 0)
-    # ... and one whose looks weeks after it were all back near the expected NBR recovered: a green-up
-    # that lagged its tile's
-    not_fire |= (a["burn_status"] == CONFIRMED) & (a["burn_late_seen"] >= th.confirm) & (a["burn_late_hits"] == 0)
+    # burns that were a 30 m pixel over a clearing's edge, or a lagging green-up: withdrawn
+    not_fire = burn_withdrawn(a["burn_status"], a["burn_fine_seen"], a["burn_fine_hits"], a["burn_late_seen"],
+                              a["burn_late_hits"], th)
     burned = (a["burn_status"] == CONFIRMED) & ~not_fire
     like = forest.astype(bool)
 
