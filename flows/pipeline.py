@@ -379,12 +379,16 @@ def update_alerts(settings: Settings, land: Landscape, night: dt.date, *, store:
         seen = bool(((t >= peak0) & (t <= pd.Timestamp(peak_end))).any())
         if seen and (night > peak_end or final):
             doy = t.dayofyear
-            sub = cube[["red", "nir"]]
+            # the trend reads the snow-free looks of every year (the landscape's seasonal curve; the
+            # peak window's for the pixels' yearly values): it is computed again when one of them changes
+            snowfree = cube[["red", "nir"]].isel(
+                time=np.nonzero(np.asarray((doy >= w.snow_end_doy) & (doy <= w.snow_start_doy)))[0])
 
             def grassland() -> tuple[gpd.GeoDataFrame, dict]:
-                gl = grassland_layers(sub, start_doy=w.peak_start_doy, end_doy=w.peak_end_doy,
+                gl = grassland_layers(snowfree, start_doy=w.peak_start_doy, end_doy=w.peak_end_doy,
                                       year=year, p_max=th.grass_p_max, slope_per_year=th.grass_slope_per_year,
-                                      drop_below=th.grass_leak_drop)
+                                      drop_below=th.grass_leak_drop, season_doy=(w.growing_start_doy, w.growing_end_doy),
+                                      fit_doy=(w.snow_end_doy, w.snow_start_doy))
                 gl = gl[["slope", "p_value", "trend_class"]].compute()
                 _annual(cube_store, cube, "annual/grassland", year, {
                     "grass_slope": gl["slope"], "grass_p_value": gl["p_value"],
@@ -393,13 +397,10 @@ def update_alerts(settings: Settings, land: Landscape, night: dt.date, *, store:
                                         min_area_ha=th.grass_mmu_ha, weak_p_max=th.grass_weak_p_max,
                                         weak_slope_per_year=th.grass_weak_slope_per_year), {}
 
-            # the trend reads only the peak-window observations of every year
-            peak = sub.isel(time=np.nonzero(np.asarray((doy >= w.peak_start_doy) & (doy <= w.peak_end_doy)))[0])
-            ga, _, how = _period(cube_store, "grassland", year, peak, [w.peak_start_doy, w.peak_end_doy,
-                                                                       th.grass_p_max, th.grass_slope_per_year,
-                                                                       th.grass_mmu_ha, th.grass_weak_p_max,
-                                                                       th.grass_weak_slope_per_year, th.grass_leak_drop],
-                                                                       grassland)
+            ga, _, how = _period(cube_store, "grassland", year, snowfree, [
+                w.peak_start_doy, w.peak_end_doy, w.growing_start_doy, w.growing_end_doy, w.snow_end_doy,
+                w.snow_start_doy, "modelled-trend-1", th.grass_p_max, th.grass_slope_per_year, th.grass_mmu_ha,
+                th.grass_weak_p_max, th.grass_weak_slope_per_year, th.grass_leak_drop], grassland)
             rep.notes.append(f"grassland trend {how}")
             frames.append(ga)
     frames = [f for f in frames if len(f)]

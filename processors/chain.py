@@ -479,33 +479,58 @@ def wetland_alerts(layers: xr.Dataset, *, landscape_id: str, loss_fraction: floa
 
 # ------------------------------------------------------------------------------------------ grasslands
 def grassland_layers(ds: xr.Dataset, *, start_doy: int, end_doy: int, year: int, p_max: float = 0.05,
-                     slope_per_year: float = 0.005, min_obs: int = 1, drop_below: float | None = 0.07) -> xr.Dataset:
-    """Growing-season NDVI per year (years with fewer than ``min_obs`` clear looks are gaps; looks
-    more than ``drop_below`` under the pixel's median of about three years are cloud-mask leaks and
-    left out), its trend class, slope, p-value and this year's anomaly (lazy)."""
-    from .grassland import grassland_trend, growing_season_ndvi, ndvi_anomaly_z
+                     slope_per_year: float = 0.005, min_obs: int = 1, drop_below: float | None = 0.07,
+                     season_doy: tuple[int, int] | None = None, fit_doy: tuple[int, int] = (60, 330),
+                     sigma: float = 1.5, misfit: float = 3.0) -> xr.Dataset:
+    """Growing-season NDVI per year, its trend class, slope, p-value and this year's anomaly (lazy).
 
-    gs = growing_season_ndvi(ndvi(ds["red"], ds["nir"]), start_doy=start_doy, end_doy=end_doy, min_obs=min_obs,
-                             drop_below=drop_below)
-    tr = grassland_trend(gs, p_max=p_max, slope_per_year=slope_per_year)
-    return xr.Dataset({"gs_ndvi": gs, "slope": tr["slope"], "p_value": tr["p_value"],
-                       "trend_class": tr["trend_class"], "anomaly_z": ndvi_anomaly_z(gs, year=year)})
+    The yearly values are the mean of the peak window's clear looks (``start_doy``-``end_doy``;
+    years with fewer than ``min_obs`` of them are gaps; looks more than ``drop_below`` under the
+    pixel's median of about three years are cloud-mask leaks and left out).
+
+    With ``season_doy`` (the whole growing season), each year's values are moved to the landscape's
+    growing-season level of that year, from its own seasonal curve fitted to the looks inside
+    ``fit_doy`` (:func:`processors.grassland.season_levels`, :func:`~processors.grassland.to_season_levels`),
+    and the trend is tested on each pixel's modelled series (:func:`processors.grassland.modelled_trend`,
+    with ``sigma`` and ``misfit``); the layers then include ``modelled``. Without it, the trend is
+    tested on the observed yearly values (:func:`processors.grassland.grassland_trend`).
+    """
+    from .grassland import (grassland_trend, growing_season_ndvi, modelled_trend, ndvi_anomaly_z, season_levels,
+                            to_season_levels)
+
+    nd = ndvi(ds["red"], ds["nir"])
+    gs = growing_season_ndvi(nd, start_doy=start_doy, end_doy=end_doy, min_obs=min_obs, drop_below=drop_below)
+    if season_doy is not None:
+        lev = season_levels(nd, start_doy=season_doy[0], end_doy=season_doy[1], fit_doy=fit_doy)
+        gs = to_season_levels(gs, lev["level"])
+        tr = modelled_trend(gs, lev["dormant"], p_max=p_max, slope_per_year=slope_per_year, sigma=sigma, misfit=misfit)
+    else:
+        tr = grassland_trend(gs, p_max=p_max, slope_per_year=slope_per_year)
+    out = xr.Dataset({"gs_ndvi": gs, "slope": tr["slope"], "p_value": tr["p_value"],
+                      "trend_class": tr["trend_class"], "anomaly_z": ndvi_anomaly_z(gs, year=year)})
+    if "modelled" in tr:
+        out["modelled"] = tr["modelled"]
+        out["season_level"] = lev["level"]
+    return out
 
 
 def grassland_alerts(layers: xr.Dataset, *, landscape_id: str, first_detected: str, min_area_ha: float = 5.0,
-                     weak_p_max: float = 0.10, weak_slope_per_year: float = 0.01) -> gpd.GeoDataFrame:
+                     weak_p_max: float | None = None, weak_slope_per_year: float = 0.01) -> gpd.GeoDataFrame:
     """``grassland_degradation`` alerts from *computed* layers (:func:`grassland_layers`).
 
     The patches are the degrading pixels (``trend_class`` -1: p <= 0.05 and slope <= -0.005 by
-    default), completed with the adjacent pixels of weaker evidence (p <= ``weak_p_max`` and slope
-    <= -``weak_slope_per_year``), as the forest-loss alerts are: with 5-7 yearly values of a few
-    clear looks each, the test misses much of a degrading patch's edge, where the decline is real
-    but slower. The class layer itself is not changed. Patches of ``min_area_ha`` or more.
+    default), of ``min_area_ha`` or more. With ``weak_p_max``, they are completed with the adjacent
+    pixels of weaker evidence (p <= ``weak_p_max`` and slope <= -``weak_slope_per_year``), as the
+    forest-loss alerts are: a test on each pixel's *observed* 5-7 yearly values misses much of a
+    patch's edge, where the decline is real but slower. The modelled test (the default of the
+    flows) has no such noisy edge, and the default is None. The class layer itself is not changed.
     """
     k = layers["trend_class"]
     core = _numpy(k, "trend_class") == -1
-    weak = (_numpy(layers["slope"], "slope") <= -weak_slope_per_year) & (_numpy(layers["p_value"], "p_value") <= weak_p_max)
-    mask = _grow(core, weak) if core.any() else core
+    mask = core
+    if weak_p_max is not None and core.any():
+        weak = (_numpy(layers["slope"], "slope") <= -weak_slope_per_year) & (_numpy(layers["p_value"], "p_value") <= weak_p_max)
+        mask = _grow(core, weak)
     day = np.datetime64(first_detected, "ns")
     first = k.copy(data=np.where(mask, day, np.datetime64("NaT", "ns")))
     return vectorize_alerts(k.copy(data=mask), kind="grassland_degradation", landscape_id=landscape_id,

@@ -147,14 +147,15 @@ def test_grassland_alerts_grow_significant_patches_into_weaker_evidence():
     klass = np.where((p <= 0.05) & (slope <= -0.005), DEGRADING, STABLE).astype(np.int8)
     da = lambda a: xr.DataArray(a, dims=("y", "x"), coords={"y": y, "x": x})  # noqa: E731
     lay = xr.Dataset({"slope": da(slope), "p_value": da(p), "trend_class": da(klass)}).rio.write_crs(32650)
-    a = grassland_alerts(lay, landscape_id="steppe", first_detected="2026-06-21", min_area_ha=5.0)
+    a = grassland_alerts(lay, landscape_id="steppe", first_detected="2026-06-21", min_area_ha=5.0, weak_p_max=0.10)
     assert len(a) == 1 and a["n_pixels"].iloc[0] == 30 * 28  # core + ring, less the shallow columns
     assert str(a["first_detected"].iloc[0]) == "2026-06-21" and a["status"].iloc[0] == "confirmed"
     assert (lay["trend_class"].values == klass).all()
     # without the hysteresis the core alone is under the 5 ha minimum mapping unit
     assert len(grassland_alerts(lay, landscape_id="steppe", first_detected="2026-06-21", weak_p_max=0.05)) == 0
+    assert len(grassland_alerts(lay, landscape_id="steppe", first_detected="2026-06-21")) == 0  # default: none
     lay["trend_class"][:] = STABLE  # no core anywhere: weak evidence alone is no alert
-    assert len(grassland_alerts(lay, landscape_id="steppe", first_detected="2026-06-21")) == 0
+    assert len(grassland_alerts(lay, landscape_id="steppe", first_detected="2026-06-21", weak_p_max=0.10)) == 0
 
 
 def _steppe_looks(rng, *, years=range(2020, 2027), doys=(190, 205, 220, 235), slope=-0.03, h=10, w=12):
