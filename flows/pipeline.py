@@ -61,7 +61,7 @@ from .settings import Settings
 
 __all__ = ["BANDS", "find_items", "ingest", "update_alerts", "landscape_stats", "cube_url", "cube_store", "select_landscapes",
            "carry_ids",
-           "IngestReport", "AlertReport"]
+           "IngestReport", "AlertReport", "grassland_looks"]
 
 log = logging.getLogger(__name__)
 
@@ -378,11 +378,10 @@ def update_alerts(settings: Settings, land: Landscape, night: dt.date, *, store:
         peak0 = pd.Timestamp(dt.date(year, 1, 1) + dt.timedelta(days=w.peak_start_doy - 1))
         seen = bool(((t >= peak0) & (t <= pd.Timestamp(peak_end))).any())
         if seen and (night > peak_end or final):
-            doy = t.dayofyear
-            # the trend reads the snow-free looks of every year (the landscape's seasonal curve; the
-            # peak window's for the pixels' yearly values): it is computed again when one of them changes
-            snowfree = cube[["red", "nir"]].isel(
-                time=np.nonzero(np.asarray((doy >= w.snow_end_doy) & (doy <= w.snow_start_doy)))[0])
+            # the trend reads the snow-free looks (grassland_looks): computed once the peak window is
+            # over and once more at the season's end (and again whenever one of those looks changes)
+            keep = grassland_looks(t, w, year=year, night=night, final=final)
+            snowfree = cube[["red", "nir"]].isel(time=np.nonzero(keep)[0])
 
             def grassland() -> tuple[gpd.GeoDataFrame, dict]:
                 gl = grassland_layers(snowfree, start_doy=w.peak_start_doy, end_doy=w.peak_end_doy,
@@ -410,6 +409,18 @@ def update_alerts(settings: Settings, land: Landscape, night: dt.date, *, store:
     rep.upsert = dict(store.upsert(cand, landscape_id=land.id, run_date=night,
                                    expire_after_days=settings.expire_after_days))
     return rep
+
+
+def grassland_looks(t: pd.DatetimeIndex, w, *, year: int, night: dt.date, final: bool = False) -> np.ndarray:
+    """Which looks of the cube (``t``) the grassland trend of ``year`` reads on ``night``: the
+    snow-free ones (``w``: :func:`processors.seasons.season_windows`) of the earlier years, and of
+    ``year`` those up to the peak window's end until the lasting snow is back (or on the ``final``
+    night), then all of them. So the trend is computed once the peak window is over and once more
+    at the season's end, not again on every autumn night with a new look."""
+    doy = np.asarray(t.dayofyear)
+    snow_back = dt.date(year, 1, 1) + dt.timedelta(days=w.snow_start_doy - 1)
+    upto = w.snow_start_doy if (night >= snow_back or final) else w.peak_end_doy
+    return (doy >= w.snow_end_doy) & (doy <= w.snow_start_doy) & ((np.asarray(t.year) < year) | (doy <= upto))
 
 
 def _period(store: CubeStore, name: str, year: int, used: xr.Dataset, knobs: list,
