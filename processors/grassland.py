@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import xarray as xr
 
@@ -371,15 +373,18 @@ def modelled_trend(gs_ndvi: xr.DataArray, dormant: xr.DataArray | float = np.nan
     if common.chunks is not None:
         common = common.chunk({"year": -1})
     dormant = xr.DataArray(dormant) if not isinstance(dormant, xr.DataArray) else dormant
-    with np.errstate(invalid="ignore"):  # (mean of a pixel never seen: NaN, as intended)
-        mu0 = gs_ndvi.mean("year", skipna=True)
-    med = _spatial_median(_subsample(mu0, max_px))
-    fit = xr.apply_ufunc(_pixel_fit, gs_ndvi, yr, common, dormant, med,
-                         input_core_dims=[["year"], ["year"], ["year"], [], []], output_core_dims=[["k"]],
-                         dask="parallelized", output_dtypes=[np.float64],
-                         dask_gufunc_kwargs={"output_sizes": {"k": 5}})
-    level, trend, sens, res, cnt = (fit.isel(k=i, drop=True) for i in range(5))
-    res_med = _spatial_median(_subsample(res.where(cnt >= min_years), max_px))
+    # the landscape's numbers come from the subsample alone: no chunk's fit waits for the others'
+    sub = _subsample(gs_ndvi, max_px)
+    fin = sub.notnull()
+    n_sub = fin.sum("year")
+    med = _spatial_median(sub.fillna(0.0).sum("year") / n_sub.where(n_sub > 0))  # pixels never seen: NaN
+    fit = partial(xr.apply_ufunc, _pixel_fit, input_core_dims=[["year"], ["year"], ["year"], [], []],
+                  output_core_dims=[["k"]], dask="parallelized", output_dtypes=[np.float64],
+                  dask_gufunc_kwargs={"output_sizes": {"k": 5}})
+    f_all = fit(gs_ndvi, yr, common, dormant, med)
+    level, trend, sens, res, cnt = (f_all.isel(k=i, drop=True) for i in range(5))
+    f_sub = fit(sub, yr, common, dormant, med)
+    res_med = _spatial_median(f_sub.isel(k=3, drop=True).where(f_sub.isel(k=4, drop=True) >= min_years))
     fits = (cnt >= min_years) & (res <= misfit * res_med) & trend.notnull()
     if sigma > 0:  # the local least-squares fit of trend = rate * sens: the neighbours' relative rate
         w = fits.astype(np.float64)
