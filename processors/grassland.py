@@ -353,8 +353,10 @@ def modelled_trend(gs_ndvi: xr.DataArray, dormant: xr.DataArray | float = np.nan
     a loss of a share of the green amplitude, the neighbourhood's rate of that loss is taken (the
     least-squares fit of trend = rate x sens over a Gaussian of ``sigma`` pixels, among those that
     fit the model) and times the pixel's own ``sens``: a 5 ha patch is 500 pixels, the noise is per
-    pixel, and a pond or a camp's bare ground beside a degrading meadow takes none of its trend. The Theil-Sen slope and the Mann-Kendall test are
-    then run on the model's series (every year), as Trends.Earth does on the observed one.
+    pixel, and a pond or a camp's bare ground beside a degrading meadow takes none of its trend.
+    The Theil-Sen slope and the Mann-Kendall test are then run on the model's series (every year),
+    as Trends.Earth does on the observed one: the class the pixel's series would have without the
+    noise. Its ``p_value`` is that series', not a test of the pixel's own noisy values.
 
     Pixels that do not fit the model keep the test on their observed series: those seen fewer than
     ``min_years`` years, and those whose residual sd is more than ``misfit`` times the landscape's
@@ -369,14 +371,13 @@ def modelled_trend(gs_ndvi: xr.DataArray, dormant: xr.DataArray | float = np.nan
     yr = xr.DataArray(years - years.mean(), dims="year", coords={"year": gs_ndvi["year"]})
     if gs_ndvi.chunks is not None:
         gs_ndvi = gs_ndvi.chunk({"year": -1})
-    common = _spatial_median(_subsample(gs_ndvi, max_px))
+    # the landscape's numbers come from the subsample alone: no chunk's fit waits for the others'
+    sub = _subsample(gs_ndvi, max_px)
+    common = _spatial_median(sub)
     if common.chunks is not None:
         common = common.chunk({"year": -1})
     dormant = xr.DataArray(dormant) if not isinstance(dormant, xr.DataArray) else dormant
-    # the landscape's numbers come from the subsample alone: no chunk's fit waits for the others'
-    sub = _subsample(gs_ndvi, max_px)
-    fin = sub.notnull()
-    n_sub = fin.sum("year")
+    n_sub = sub.notnull().sum("year")
     med = _spatial_median(sub.fillna(0.0).sum("year") / n_sub.where(n_sub > 0))  # pixels never seen: NaN
     fit = partial(xr.apply_ufunc, _pixel_fit, input_core_dims=[["year"], ["year"], ["year"], [], []],
                   output_core_dims=[["k"]], dask="parallelized", output_dtypes=[np.float64],
