@@ -125,9 +125,7 @@ def evaluate_archive(archive: str | Path, *, progress: Callable[[str], None] | N
                                                     / wt["monitoring_water_ha"], 4)
                 win["wetland_stats"] = wst
         if "grassland" in ecos:
-            gl = grassland_layers(ds, start_doy=w.peak_start_doy, end_doy=w.peak_end_doy, year=my,
-                                  season_doy=(w.growing_start_doy, w.growing_end_doy),
-                                  fit_doy=(w.snow_end_doy, w.snow_start_doy))
+            gl = grassland_layers(ds, **w.grassland(), year=my)
             with dask.config.set(scheduler="threads"):
                 gl = gl[["slope", "p_value", "trend_class"]].compute()
             k = gl["trend_class"].values

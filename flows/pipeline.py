@@ -384,10 +384,8 @@ def update_alerts(settings: Settings, land: Landscape, night: dt.date, *, store:
             snowfree = cube[["red", "nir"]].isel(time=np.nonzero(keep)[0])
 
             def grassland() -> tuple[gpd.GeoDataFrame, dict]:
-                gl = grassland_layers(snowfree, start_doy=w.peak_start_doy, end_doy=w.peak_end_doy,
-                                      year=year, p_max=th.grass_p_max, slope_per_year=th.grass_slope_per_year,
-                                      drop_below=th.grass_leak_drop, season_doy=(w.growing_start_doy, w.growing_end_doy),
-                                      fit_doy=(w.snow_end_doy, w.snow_start_doy))
+                gl = grassland_layers(snowfree, **w.grassland(), year=year, p_max=th.grass_p_max,
+                                      slope_per_year=th.grass_slope_per_year, drop_below=th.grass_leak_drop)
                 gl = gl[["slope", "p_value", "trend_class"]].compute()
                 _annual(cube_store, cube, "annual/grassland", year, {
                     "grass_slope": gl["slope"], "grass_p_value": gl["p_value"],

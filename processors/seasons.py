@@ -20,6 +20,14 @@ class SeasonWindows:
     peak_start_doy: int  #: the flat top of the season: yearly means sampled here hardly depend on the dates
     peak_end_doy: int
 
+    def grassland(self) -> dict:
+        """The windows :func:`processors.chain.grassland_layers` takes: the peak window for each
+        pixel's yearly values, the growing season for the landscape's yearly levels, fitted over
+        the snow-free season."""
+        return {"start_doy": self.peak_start_doy, "end_doy": self.peak_end_doy,
+                "season_doy": (self.growing_start_doy, self.growing_end_doy),
+                "fit_doy": (self.snow_end_doy, self.snow_start_doy)}
+
 
 def season_windows(lat: float) -> SeasonWindows:
     """Default windows for the Amur-Heilong latitudes (42-53°N).

@@ -147,7 +147,10 @@ def test_grassland_layers_with_the_season_s_levels_are_lazy_and_the_same_on_dask
     nir = red * (1 + nd) / (1 - nd)
     coords = {"time": times, "y": 5_300_000 - 10.0 * np.arange(n), "x": 600_000 + 10.0 * np.arange(n)}
     ds = xr.Dataset({"red": (("time", "y", "x"), red), "nir": (("time", "y", "x"), nir)}, coords=coords)
-    kw = dict(start_doy=177, end_doy=250, year=2026, season_doy=(157, 254), fit_doy=(101, 299))
+    from processors.seasons import season_windows
+
+    kw = dict(season_windows(49.0).grassland(), year=2026)
+    assert kw == dict(start_doy=177, end_doy=250, season_doy=(157, 254), fit_doy=(101, 299), year=2026)
     a = grassland_layers(ds, **kw).compute()
     with CountTasks() as c:
         lazy = grassland_layers(ds.chunk({"time": 30, "y": 20, "x": 24}), **kw)
