@@ -5,7 +5,8 @@ lazily, chunk by chunk, so it never exists whole. The chain (forest loss and bur
 zonal statistics) runs on it through dask, one spatial tile (``--tile``) at a time, as the flows
 will; its results are reduced, not kept. Then the grassland trend (``grassland_layers`` with the
 season's levels and the modelled test) on a red/NIR cube of the same size and as many dates spread
-over five years (the trend needs years, not looks), tile by tile, timed and measured apart. ``--tile 0`` computes everything as one graph: at
+over five years (the trend needs years, not looks), tile by tile, timed and measured apart.
+``--tile 0`` computes everything as one graph: at
 8192² x 20 dates that was killed for memory (the shared inputs stay alive until every output is
 done).
 The baseline is in-place NumPy NDVI on one date's red and NIR in memory.
@@ -104,8 +105,9 @@ def _grass_cube(size: int, dates: int, chunk: int) -> xr.Dataset:
 
 def _grassland(ds: xr.Dataset):
     from processors.chain import grassland_layers
+    from processors.seasons import season_windows
 
-    gl = grassland_layers(ds, start_doy=177, end_doy=250, year=2026, season_doy=(157, 254), fit_doy=(101, 299))
+    gl = grassland_layers(ds, **season_windows(49.0).grassland(), year=2026)
     return [gl["trend_class"].astype("int64").sum(), gl["slope"].sum(), gl["modelled"].sum(), gl["anomaly_z"].sum()]
 
 

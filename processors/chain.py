@@ -502,18 +502,16 @@ def grassland_layers(ds: xr.Dataset, *, start_doy: int, end_doy: int, year: int,
 
     nd = ndvi(ds["red"], ds["nir"])
     gs = growing_season_ndvi(nd, start_doy=start_doy, end_doy=end_doy, min_obs=min_obs, drop_below=drop_below)
+    extra = {}
     if season_doy is not None:
         lev = season_levels(nd, start_doy=season_doy[0], end_doy=season_doy[1], fit_doy=fit_doy)
         gs = to_season_levels(gs, lev["level"])
         tr = modelled_trend(gs, lev["dormant"], p_max=p_max, slope_per_year=slope_per_year, sigma=sigma, misfit=misfit)
+        extra = {"modelled": tr["modelled"], "season_level": lev["level"]}
     else:
         tr = grassland_trend(gs, p_max=p_max, slope_per_year=slope_per_year)
-    out = xr.Dataset({"gs_ndvi": gs, "slope": tr["slope"], "p_value": tr["p_value"],
-                      "trend_class": tr["trend_class"], "anomaly_z": ndvi_anomaly_z(gs, year=year)})
-    if "modelled" in tr:
-        out["modelled"] = tr["modelled"]
-        out["season_level"] = lev["level"]
-    return out
+    return xr.Dataset({"gs_ndvi": gs, "slope": tr["slope"], "p_value": tr["p_value"],
+                       "trend_class": tr["trend_class"], "anomaly_z": ndvi_anomaly_z(gs, year=year), **extra})
 
 
 def grassland_alerts(layers: xr.Dataset, *, landscape_id: str, first_detected: str, min_area_ha: float = 5.0,

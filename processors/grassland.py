@@ -42,12 +42,13 @@ def _subsample(da: xr.DataArray, max_px: int) -> xr.DataArray:
 
 
 def _spatial_median(da: xr.DataArray) -> xr.DataArray:
-    """The median over (y, x) of each other index, NaN where none is finite, without NumPy's
-    all-NaN warning (a look cloudy all over is not news; silencing warnings is not thread-safe
-    under dask)."""
+    """The median over (y, x) of each other index (in one chunk), NaN where none is finite, without
+    NumPy's all-NaN warning (a look cloudy all over is not news; silencing warnings is not
+    thread-safe under dask)."""
     flat = da.stack(px=("y", "x"))
-    return xr.apply_ufunc(nanmedian_time, flat, input_core_dims=[["px"]], dask="parallelized",
-                          output_dtypes=[da.dtype])
+    out = xr.apply_ufunc(nanmedian_time, flat, input_core_dims=[["px"]], dask="parallelized",
+                         output_dtypes=[da.dtype])
+    return out.chunk({d: -1 for d in out.dims}) if out.chunks is not None else out
 
 
 def _double_logistic(d, base, amp, sos, eos, ks, ke):
@@ -115,8 +116,8 @@ def season_levels(ndvi: xr.DataArray, *, start_doy: int, end_doy: int, fit_doy: 
     sub = _subsample(ndvi, max_px)
     med = _spatial_median(sub)
     frac = sub.notnull().mean(("y", "x"))
-    if med.chunks is not None:
-        med, frac = med.chunk({"time": -1}), frac.chunk({"time": -1})
+    if frac.chunks is not None:
+        frac = frac.chunk({"time": -1})
     years = np.unique(ndvi["time"].dt.year.values)
     both = xr.apply_ufunc(_season_fit, med, frac, ndvi["time"].dt.dayofyear, ndvi["time"].dt.year,
                           input_core_dims=[["time"]] * 4, output_core_dims=[["k"]], dask="parallelized",
@@ -139,8 +140,6 @@ def to_season_levels(gs_ndvi: xr.DataArray, level: xr.DataArray, *, max_px: int 
     the year's season went as a whole, its green-up timing included, which a few clear looks a year
     cannot say pixel by pixel. A year without a level keeps its values. Lazy."""
     here = _spatial_median(_subsample(gs_ndvi, max_px))
-    if here.chunks is not None:
-        here = here.chunk({"year": -1})
     out = (gs_ndvi + (level.reindex(year=gs_ndvi["year"]) - here).fillna(0.0)).astype(np.float32)
     out.name, out.attrs = gs_ndvi.name, dict(gs_ndvi.attrs)
     return out
@@ -374,8 +373,6 @@ def modelled_trend(gs_ndvi: xr.DataArray, dormant: xr.DataArray | float = np.nan
     # the landscape's numbers come from the subsample alone: no chunk's fit waits for the others'
     sub = _subsample(gs_ndvi, max_px)
     common = _spatial_median(sub)
-    if common.chunks is not None:
-        common = common.chunk({"year": -1})
     dormant = xr.DataArray(dormant) if not isinstance(dormant, xr.DataArray) else dormant
     n_sub = sub.notnull().sum("year")
     med = _spatial_median(sub.fillna(0.0).sum("year") / n_sub.where(n_sub > 0))  # pixels never seen: NaN
