@@ -395,7 +395,7 @@ def update_alerts(settings: Settings, land: Landscape, night: dt.date, *, store:
                                         weak_slope_per_year=th.grass_weak_slope_per_year), {}
 
             ga, _, how = _period(cube_store, "grassland", year, snowfree, [
-                w.grassland(), "modelled-trend-1", th.grass_p_max, th.grass_slope_per_year, th.grass_mmu_ha,
+                w.grassland(), "modelled-trend-2", th.grass_p_max, th.grass_slope_per_year, th.grass_mmu_ha,
                 th.grass_weak_p_max, th.grass_weak_slope_per_year, th.grass_leak_drop], grassland)
             rep.notes.append(f"grassland trend {how}")
             frames.append(ga)

@@ -55,35 +55,54 @@ def _double_logistic(d, base, amp, sos, eos, ks, ke):
     return base + amp * (1 / (1 + np.exp(-(d - sos) / ks)) - 1 / (1 + np.exp(-(d - eos) / ke)))
 
 
-def _season_fit(med: np.ndarray, frac: np.ndarray, doy: np.ndarray, year: np.ndarray, *, years: np.ndarray,
-                start_doy: int, end_doy: int, fit_doy: tuple[int, int], min_clear: float, min_looks: int) -> np.ndarray:
+def _season_fit(med: np.ndarray, frac: np.ndarray, doy: np.ndarray, year: np.ndarray, other: np.ndarray, *,
+                years: np.ndarray, start_doy: int, end_doy: int, fit_doy: tuple[int, int], min_clear: float,
+                min_looks: int, robust_scale: float) -> np.ndarray:
     """Per year, the mean of the year's seasonal curve over weekly days of ``[start_doy, end_doy]``;
-    then the curve's dormant level (``len(years) + 1`` values).
+    then the curve's dormant level and the offset of the ``other`` mission's looks (``len(years) + 2``
+    values).
 
     The curve is a double logistic fitted to the look medians of all years (inside ``fit_doy``),
-    then its amplitude, start and end of season refitted to each year's own looks: the shape-model
-    fitting of Sakamoto et al. (2010, *Remote Sens. Environ.* 114, 2146-2159). NaN for a year with
-    fewer than ``min_looks`` usable looks, and everywhere if the fit fails."""
+    with one offset for the looks where ``other`` is true (a second mission's bandpass), then its
+    amplitude, start and end of season refitted to each year's own looks: the shape-model fitting
+    of Sakamoto et al. (2010, *Remote Sens. Environ.* 114, 2146-2159). Each fit is least squares,
+    then a Cauchy loss of scale ``robust_scale`` started from it, so a look whose median an undetected
+    haze or cloud edge moved weighs little. NaN for a year with fewer than ``min_looks`` usable looks, and everywhere if the fit
+    fails; the offset is NaN unless both missions have ``min_looks`` usable looks."""
     from scipy.optimize import least_squares
 
-    out = np.full(len(years) + 1, np.nan)
+    out = np.full(len(years) + 2, np.nan)
     ok = np.isfinite(med) & (frac >= min_clear) & (doy >= fit_doy[0]) & (doy <= fit_doy[1])
     if ok.sum() < 3 * min_looks:
         return out
-    d, m = doy[ok].astype(np.float64), med[ok].astype(np.float64)
+    d, m, g = doy[ok].astype(np.float64), med[ok].astype(np.float64), other[ok].astype(bool)
+    two = int(min(g.sum(), (~g).sum()) >= min_looks)
     days = np.arange(start_doy, end_doy + 1, 7, dtype=np.float64)
 
     def fit(f, p0, dd, mm, bounds=(-np.inf, np.inf)):
-        with np.errstate(over="ignore", invalid="ignore"):  # exp() of far-off trial parameters
-            r = least_squares(lambda p: f(dd, *p) - mm, p0, bounds=bounds, max_nfev=2000)
-        return r.x if r.success and np.isfinite(r.x).all() else None
+        """Least squares, then the Cauchy loss from there (a robust fit started from the plain one)."""
+        lo, hi = np.broadcast_to(bounds[0], len(p0)), np.broadcast_to(bounds[1], len(p0))
+        p = p0
+        for loss in ("linear", "cauchy"):
+            with np.errstate(over="ignore", invalid="ignore"):  # exp() of far-off trial parameters
+                r = least_squares(lambda q: f(dd, *q) - mm, p, bounds=bounds, max_nfev=2000, loss=loss,
+                                  f_scale=robust_scale)
+            if not (r.success and np.isfinite(r.x).all()):
+                return None
+            p = np.clip(r.x, np.nextafter(lo, hi), np.nextafter(hi, lo))  # strictly inside for the next start
+        return r.x
 
-    p0 = [float(np.percentile(m, 5)), float(np.ptp(m)), start_doy - 5.0, end_doy + 5.0, 8.0, 10.0]
-    p = fit(_double_logistic, p0, d, m)
+    def with_offset(dd, base, amp, sos, eos, ks, ke, off=0.0):
+        return _double_logistic(dd, base, amp, sos, eos, ks, ke) + off * g
+
+    p0 = [float(np.percentile(m, 5)), float(np.ptp(m)), start_doy - 5.0, end_doy + 5.0, 8.0, 10.0] + [0.0] * two
+    p = fit(with_offset, p0, d, m)
     if p is None or not (p[1] > 0 and 0 < p[4] < 60 and 0 < p[5] < 60):
         return out
-    base, amp, sos, eos, ks, ke = p
-    out[-1] = base
+    base, amp, sos, eos, ks, ke = p[:6]
+    off = p[6] if two else 0.0
+    m = m - off * g
+    out[-2], out[-1] = base, (off if two else np.nan)
 
     def curve(dd, a, s0, e0):
         return _double_logistic(dd, base, a, s0, e0, ks, ke)
@@ -98,8 +117,18 @@ def _season_fit(med: np.ndarray, frac: np.ndarray, doy: np.ndarray, year: np.nda
     return np.round(out, 5)  # the same whatever the chunking
 
 
+def _other_mission(ndvi: xr.DataArray) -> xr.DataArray:
+    """True on the Landsat looks of a cube that has Sentinel-2 looks too (from ``platform``)."""
+    if "platform" not in ndvi.coords:
+        return xr.zeros_like(ndvi["time"], dtype=bool)
+    plat = np.char.lower(ndvi["platform"].values.astype(str))
+    landsat = np.char.startswith(plat, "landsat")
+    return xr.DataArray(landsat & np.char.startswith(plat, "sentinel").any(), dims="time", coords={"time": ndvi["time"]})
+
+
 def season_levels(ndvi: xr.DataArray, *, start_doy: int, end_doy: int, fit_doy: tuple[int, int] = (60, 330),
-                  max_px: int = 250_000, min_clear: float = 0.3, min_looks: int = 4) -> xr.Dataset:
+                  max_px: int = 250_000, min_clear: float = 0.3, min_looks: int = 4,
+                  robust_scale: float = 0.01) -> xr.Dataset:
     """The landscape's mean NDVI over the growing season ``[start_doy, end_doy]`` of each year, from
     its own seasonal curve of that year, green-up and senescence timing included. Lazy.
 
@@ -108,10 +137,22 @@ def season_levels(ndvi: xr.DataArray, *, start_doy: int, end_doy: int, fit_doy: 
     the landscape's curve. A double logistic is fitted to all years, then refitted per year
     (amplitude, start and end of season) and averaged over weekly days of the window.
 
+    Two things move a look's median that are not the season, and the fit takes both off:
+
+    - **The mission.** Harmonized Landsat's NIR is OLI B5, on the scale of Sentinel-2's narrow NIR
+      (B8A), while Sentinel-2's NDVI takes the broad B08: Landsat looks read a steppe's NDVI about
+      0.01-0.02 higher. With looks of both (``platform``), the fit has one offset for the Landsat
+      looks, and the levels are on the Sentinel-2 scale.
+    - **A look the cloud mask got wrong** (thin haze, a cloud's edge) reads a few hundredths low.
+      Each fit is refined from its least-squares solution with a Cauchy loss of scale
+      ``robust_scale`` (NDVI), which takes little from such a look.
+
     Returns
     -------
-    Dataset with ``level`` (year,): NaN for a year with fewer than ``min_looks`` usable looks; and
-    ``dormant`` (): the curve's base, the landscape's NDVI out of season (NaN if the fit failed).
+    Dataset with ``level`` (year,): NaN for a year with fewer than ``min_looks`` usable looks;
+    ``dormant`` (): the curve's base, the landscape's NDVI out of season (NaN if the fit failed); and
+    ``landsat_offset`` (): the Landsat looks' NDVI minus Sentinel-2's (NaN without ``min_looks``
+    usable looks of each).
     """
     sub = _subsample(ndvi, max_px)
     med = _spatial_median(sub)
@@ -119,17 +160,20 @@ def season_levels(ndvi: xr.DataArray, *, start_doy: int, end_doy: int, fit_doy: 
     if frac.chunks is not None:
         frac = frac.chunk({"time": -1})
     years = np.unique(ndvi["time"].dt.year.values)
-    both = xr.apply_ufunc(_season_fit, med, frac, ndvi["time"].dt.dayofyear, ndvi["time"].dt.year,
-                          input_core_dims=[["time"]] * 4, output_core_dims=[["k"]], dask="parallelized",
-                          output_dtypes=[np.float64], dask_gufunc_kwargs={"output_sizes": {"k": len(years) + 1}},
+    both = xr.apply_ufunc(_season_fit, med, frac, ndvi["time"].dt.dayofyear, ndvi["time"].dt.year, _other_mission(ndvi),
+                          input_core_dims=[["time"]] * 5, output_core_dims=[["k"]], dask="parallelized",
+                          output_dtypes=[np.float64], dask_gufunc_kwargs={"output_sizes": {"k": len(years) + 2}},
                           kwargs={"years": years, "start_doy": start_doy, "end_doy": end_doy,
-                                  "fit_doy": tuple(fit_doy), "min_clear": min_clear, "min_looks": min_looks})
+                                  "fit_doy": tuple(fit_doy), "min_clear": min_clear, "min_looks": min_looks,
+                                  "robust_scale": robust_scale})
     level = both.isel(k=slice(0, len(years))).rename(k="year").assign_coords(year=years)
     level.attrs = {"long_name": f"landscape growing-season mean NDVI (day {start_doy}-{end_doy}) from its seasonal curve",
                    "units": "1"}
-    dormant = both.isel(k=-1, drop=True)
+    dormant = both.isel(k=-2, drop=True)
     dormant.attrs = {"long_name": "landscape NDVI out of season (the seasonal curve's base)", "units": "1"}
-    return xr.Dataset({"level": level, "dormant": dormant})
+    offset = both.isel(k=-1, drop=True)
+    offset.attrs = {"long_name": "Landsat looks' NDVI minus Sentinel-2's, fitted with the seasonal curve", "units": "1"}
+    return xr.Dataset({"level": level, "dormant": dormant, "landsat_offset": offset})
 
 
 def to_season_levels(gs_ndvi: xr.DataArray, level: xr.DataArray, *, max_px: int = 250_000) -> xr.DataArray:

@@ -58,6 +58,43 @@ def test_each_year_s_level_is_its_season_s_mean(backend):
     assert abs(float(lev["dormant"]) - 0.25 * np.median(level)) < 0.01
     # the year-to-year swings are the timing's: up to 0.035 apart
     assert np.ptp(want) > 0.03
+    # one mission only (no ``platform`` here): no offset to fit
+    assert np.isnan(float(lev["landsat_offset"]))
+
+
+def _two_missions(nd, *, landsat_offset=0.015, haze=-0.06, seed=2):
+    """The looks shared between Sentinel-2 and Landsat, Landsat more often from 2023 (Landsat 9
+    joining), its NDVI ``landsat_offset`` higher (OLI B5 on the B8A scale against Sentinel-2's B08);
+    and one look of each summer that the cloud mask let through under a thin haze (``haze``
+    lower all over)."""
+    rng = np.random.default_rng(seed)
+    t = pd.DatetimeIndex(nd["time"].values)
+    landsat = rng.random(len(t)) < np.where(t.year >= 2023, 0.5, 0.15)
+    plat = np.where(landsat, "landsat-8", "sentinel-2a")
+    hazy = np.zeros(len(t), bool)
+    for y in YEARS:
+        hazy[rng.choice(np.nonzero((t.year == y) & (t.dayofyear >= 170) & (t.dayofyear <= 230))[0])] = True
+    shift = np.where(landsat, landsat_offset, 0.0) + np.where(hazy, haze, 0.0)
+    return (nd + xr.DataArray(shift, dims="time", coords={"time": nd["time"]})).assign_coords(platform=("time", plat))
+
+
+@pytest.mark.parametrize("backend", ["numpy", "dask"])
+def test_landsat_looks_and_a_missed_haze_do_not_move_the_levels(backend):
+    """The fit takes the Landsat looks' offset off (the levels are on the Sentinel-2 scale), and a
+    hazy look the mask missed weighs little (Cauchy loss)."""
+    nd, level = _landscape(seed=3)
+    nd = _two_missions(nd)
+    if backend == "dask":
+        nd = nd.chunk({"time": 40, "y": 15, "x": 20})
+    lev = season_levels(nd, start_doy=SEASON[0], end_doy=SEASON[1]).compute()
+    want = np.array([_truth(y) for y in YEARS]) * np.median(level)
+    np.testing.assert_allclose(lev["level"].values, want, atol=0.003)
+    assert abs(float(lev["landsat_offset"]) - 0.015) < 0.003  # 0.0168 here
+    # Landsat alone: nothing to offset against
+    t = pd.DatetimeIndex(nd["time"].values)
+    only = nd.isel(time=np.nonzero(np.char.startswith(nd["platform"].values.astype(str), "landsat"))[0])
+    assert np.isnan(float(season_levels(only, start_doy=SEASON[0], end_doy=SEASON[1])["landsat_offset"]))
+    assert len(only["time"]) < len(t)
 
 
 def test_numpy_and_dask_give_the_same_levels():
