@@ -146,3 +146,16 @@ def test_a_year_without_a_curve_keeps_its_values():
     moved = to_season_levels(peak, season_levels(nd, start_doy=SEASON[0], end_doy=SEASON[1])["level"])
     np.testing.assert_array_equal(moved.sel(year=2021).values, peak.sel(year=2021).values)
     assert not np.array_equal(moved.sel(year=2023).values, peak.sel(year=2023).values)
+
+
+def test_the_offset_is_fitted_on_a_cube_read_back_from_zarr(tmp_path):
+    """The nightly flow reads its looks from the Zarr cube: ``platform`` comes back as strings of
+    another dtype, and the fit still knows its Landsat looks."""
+    nd, _ = _landscape(seed=4)
+    nd = _two_missions(nd)
+    nd.rename("ndvi").to_dataset().to_zarr(tmp_path / "c.zarr", zarr_format=2)  # as the cube store writes
+    back = xr.open_zarr(tmp_path / "c.zarr")["ndvi"]
+    a = season_levels(nd, start_doy=SEASON[0], end_doy=SEASON[1]).compute()
+    b = season_levels(back, start_doy=SEASON[0], end_doy=SEASON[1]).compute()
+    assert np.isfinite(float(b["landsat_offset"]))
+    xr.testing.assert_allclose(a, b)
