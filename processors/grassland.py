@@ -344,37 +344,52 @@ def _pixel_fit(x: np.ndarray, yr: np.ndarray, common: np.ndarray, dormant: np.nd
     return np.stack([mu, t, sens, res, cnt.astype(np.float64)], axis=-1)
 
 
-def _gaussian_ratio_np(num: np.ndarray, den: np.ndarray, sigma: float) -> np.ndarray:
+def _gaussian_ratio_np(num: np.ndarray, den: np.ndarray, guide: np.ndarray, sigma: float, width: float) -> np.ndarray:
     from scipy import ndimage
 
-    gn = ndimage.gaussian_filter(np.asarray(num, np.float64), sigma, mode="nearest")
-    gd = ndimage.gaussian_filter(np.asarray(den, np.float64), sigma, mode="nearest")
+    num, den, guide = (np.asarray(v, np.float64) for v in (num, den, guide))
+    if not width > 0:
+        gn = ndimage.gaussian_filter(num, sigma, mode="nearest")
+        gd = ndimage.gaussian_filter(den, sigma, mode="nearest")
+    else:  # a bilateral grid along the guide: tent weights on fixed centres (the same in every chunk)
+        gn, gd = np.zeros(num.shape), np.zeros(num.shape)
+        for c in np.arange(np.floor(guide.min() / width), np.ceil(guide.max() / width) + 1) * width:
+            a = np.clip(1.0 - np.abs(guide - c) / width, 0.0, None)
+            if a.any():
+                gn += a * ndimage.gaussian_filter(num * a, sigma, mode="nearest")
+                gd += a * ndimage.gaussian_filter(den * a, sigma, mode="nearest")
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(gd > 1e-9, gn / gd, 0.0)
 
 
-def _gaussian_ratio(num: xr.DataArray, den: xr.DataArray, sigma: float) -> xr.DataArray:
+def _gaussian_ratio(num: xr.DataArray, den: xr.DataArray, sigma: float, guide: xr.DataArray | None = None,
+                    width: float = 0.0) -> xr.DataArray:
     """Gaussian-weighted sum (``sigma`` pixels) of ``num`` over that of ``den`` (y, x); 0 where
-    ``den`` is nowhere near. Chunk by chunk with the overlap the kernel needs: the same values as in
-    one piece."""
+    ``den`` is nowhere near. With ``guide`` and ``width`` > 0, neighbours whose ``guide`` differs
+    from the pixel's weigh less, none past 1.5 x ``width`` (the bilateral grid of Chen, Paris &
+    Durand 2007, with tent weights on centres ``width`` apart). Chunk by chunk with the overlap the
+    kernel needs: the same values as in one piece."""
     num, den = num.transpose("y", "x"), den.transpose("y", "x")
-    if num.chunks is None and den.chunks is None:
-        return num.copy(data=_gaussian_ratio_np(num.values, den.values, sigma))
+    guide = xr.zeros_like(num) if guide is None else guide.transpose("y", "x")
+    if num.chunks is None and den.chunks is None and guide.chunks is None:
+        return num.copy(data=_gaussian_ratio_np(num.values, den.values, guide.values, sigma, width))
     import dask.array as dsa
 
     depth = int(4.0 * sigma + 0.5)  # scipy's kernel radius (truncate 4)
     nd = num.data if num.chunks is not None else dsa.from_array(num.values, chunks=-1)
-    dd = (den.data if den.chunks is not None else dsa.from_array(den.values, chunks=-1)).rechunk(nd.chunks)
+    dd, gd = ((v.data if v.chunks is not None else dsa.from_array(v.values, chunks=-1)).rechunk(nd.chunks)
+              for v in (den, guide))
     if min(min(c) for c in nd.chunks) < depth:
         size = max(256, 2 * depth)
-        nd, dd = nd.rechunk(size), dd.rechunk(size)
-    out = dsa.map_overlap(_gaussian_ratio_np, nd, dd, depth=depth, boundary="none", dtype=np.float64, sigma=sigma)
+        nd, dd, gd = nd.rechunk(size), dd.rechunk(size), gd.rechunk(size)
+    out = dsa.map_overlap(_gaussian_ratio_np, nd, dd, gd, depth=depth, boundary="none", dtype=np.float64,
+                          sigma=sigma, width=width)
     return xr.DataArray(out, coords=num.coords, dims=num.dims)
 
 
 def modelled_trend(gs_ndvi: xr.DataArray, dormant: xr.DataArray | float = np.nan, *, p_max: float = 0.05,
                    slope_per_year: float = 0.005, sigma: float = 1.5, misfit: float = 3.0, min_years: int = 4,
-                   max_px: int = 250_000) -> xr.Dataset:
+                   cover_width: float = 0.4, max_px: int = 250_000) -> xr.Dataset:
     """Trend class per pixel from its modelled productivity series: :func:`grassland_trend` on the
     series each pixel would show without the sensor's and the sampling's noise.
 
@@ -397,6 +412,11 @@ def modelled_trend(gs_ndvi: xr.DataArray, dormant: xr.DataArray | float = np.nan
     least-squares fit of trend = rate x sens over a Gaussian of ``sigma`` pixels, among those that
     fit the model) and times the pixel's own ``sens``: a 5 ha patch is 500 pixels, the noise is per
     pixel, and a pond or a camp's bare ground beside a degrading meadow takes none of its trend.
+    The neighbours are those of the pixel's own cover, told by their ``sens``: one whose ``sens``
+    differs by half of ``cover_width`` weighs about half, and none past 1.5 times it (a bilateral
+    weight; 0 turns it off). A crop field beside the meadow, greener and harvested, has a rate of its own:
+    with the Gaussian alone, the corner pixels of a field that a degrading pasture wraps took the
+    pasture's rate times the field's larger ``sens``.
     The Theil-Sen slope and the Mann-Kendall test are then run on the model's series (every year),
     as Trends.Earth does on the observed one: the class the pixel's series would have without the
     noise. Its ``p_value`` is that series', not a test of the pixel's own noisy values.
@@ -430,7 +450,8 @@ def modelled_trend(gs_ndvi: xr.DataArray, dormant: xr.DataArray | float = np.nan
     fits = (cnt >= min_years) & (res <= misfit * res_med) & trend.notnull()
     if sigma > 0:  # the local least-squares fit of trend = rate * sens: the neighbours' relative rate
         w = fits.astype(np.float64)
-        rate = _gaussian_ratio((w * trend * sens).fillna(0.0), (w * sens ** 2).fillna(0.0), sigma)
+        rate = _gaussian_ratio((w * trend * sens).fillna(0.0), (w * sens ** 2).fillna(0.0), sigma,
+                               guide=sens.fillna(0.0), width=cover_width)
         trend_s = rate * sens
     else:
         trend_s = trend
