@@ -127,7 +127,7 @@ def evaluate_archive(archive: str | Path, *, progress: Callable[[str], None] | N
         if "grassland" in ecos:
             gl = grassland_layers(ds, **w.grassland(), year=my)
             with dask.config.set(scheduler="threads"):
-                gl = gl[["slope", "p_value", "trend_class"]].compute()
+                gl = gl[["slope", "p_value", "trend_class", "modelled"]].compute()
             k = gl["trend_class"].values
             gc, gmask = root / "truth" / land.id / "grassland_class.tif", root / "truth" / land.id / "grassland_mask.tif"
             if gc.exists():

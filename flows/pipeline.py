@@ -386,7 +386,7 @@ def update_alerts(settings: Settings, land: Landscape, night: dt.date, *, store:
             def grassland() -> tuple[gpd.GeoDataFrame, dict]:
                 gl = grassland_layers(snowfree, **w.grassland(), year=year, p_max=th.grass_p_max,
                                       slope_per_year=th.grass_slope_per_year, drop_below=th.grass_leak_drop)
-                gl = gl[["slope", "p_value", "trend_class"]].compute()
+                gl = gl[["slope", "p_value", "trend_class", "modelled"]].compute()
                 _annual(cube_store, cube, "annual/grassland", year, {
                     "grass_slope": gl["slope"], "grass_p_value": gl["p_value"],
                     "grass_class": gl["trend_class"].fillna(-2)})

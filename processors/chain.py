@@ -524,9 +524,17 @@ def grassland_alerts(layers: xr.Dataset, *, landscape_id: str, first_detected: s
     forest-loss alerts are: a test on each pixel's *observed* 5-7 yearly values misses much of a
     patch's edge, where the decline is real but slower. The modelled test (the default of the
     flows) has no such noisy edge, and the default is None. The class layer itself is not changed.
+
+    With a ``modelled`` layer (the modelled test's), only the pixels that follow the grassland
+    model raise alerts: the others keep their observed test in the class layer, but they are the
+    pixels that do not behave as the steppe does (a field harvested on other days each year, water
+    that comes and goes), and one of them beside a degrading pasture joined its alert (a crop
+    field's edge pixel on demo seed 7: a grassland alert on a field).
     """
     k = layers["trend_class"]
     core = _numpy(k, "trend_class") == -1
+    if "modelled" in layers:
+        core &= _numpy(layers["modelled"], "modelled").astype(bool)
     mask = core
     if weak_p_max is not None and core.any():
         weak = (_numpy(layers["slope"], "slope") <= -weak_slope_per_year) & (_numpy(layers["p_value"], "p_value") <= weak_p_max)

@@ -220,3 +220,28 @@ def test_cloud_leaks_no_longer_hide_a_degrading_trend(backend):
     truth[:, : kept.shape[1] // 2] = DEGRADING
     assert (kept == truth).mean() < 0.75
     assert (fixed == truth).all()
+
+
+def test_grassland_alerts_leave_out_pixels_that_do_not_follow_the_model():
+    """A degrading patch of pixels that fit the model, and beside it a strip of a field's pixels
+    that do not (their class from the observed test, degrading by chance): the alert is the
+    patch's alone. Without the ``modelled`` layer (the observed test's layers), every degrading
+    pixel counts."""
+    from processors.chain import grassland_alerts
+
+    n = 80
+    y = 5_300_000 - 10.0 * np.arange(n) - 5
+    x = 600_000 + 10.0 * np.arange(n) + 5
+    klass = np.full((n, n), STABLE, np.int8)
+    klass[10:40, 10:40] = DEGRADING  # 900 px = 9 ha
+    klass[40:42, 10:40] = DEGRADING  # the field's edge, beside it
+    modelled = np.ones((n, n), bool)
+    modelled[40:55, 5:45] = False  # the field
+    da = lambda a: xr.DataArray(a, dims=("y", "x"), coords={"y": y, "x": x})  # noqa: E731
+    lay = xr.Dataset({"slope": da(np.where(klass == DEGRADING, -0.02, 0.0)), "p_value": da(np.full((n, n), 0.01)),
+                      "trend_class": da(klass), "modelled": da(modelled)}).rio.write_crs(32650)
+    a = grassland_alerts(lay, landscape_id="steppe", first_detected="2026-06-21")
+    assert len(a) == 1 and a["n_pixels"].iloc[0] == 900
+    b = grassland_alerts(lay.drop_vars("modelled"), landscape_id="steppe", first_detected="2026-06-21")
+    assert len(b) == 1 and b["n_pixels"].iloc[0] == 960
+    assert (lay["trend_class"].values == klass).all()
