@@ -88,7 +88,7 @@ def _chain(ds: xr.Dataset):
             lay["severity"].astype("int64").sum(), zs["water_ha"].sum(), zs["forest_ha"], zs["burned_ha"]]
 
 
-def _grass_block(block_info=None, *, doy, size, seed):
+def _grass_block(block_info=None, *, doy, seed):
     """One chunk of a steppe's red and NIR (2, time, y, x): a seasonal curve times each pixel's
     green amplitude (0-1.8 over a few hundred metres: meadows, bare ground, greener fields), plus noise."""
     loc = block_info[None]["array-location"]
@@ -112,9 +112,8 @@ def _grass_cube(size: int, dates: int, chunk: int) -> xr.Dataset:
     per = max(1, dates // years)
     t = pd.DatetimeIndex([d for y in range(2022, 2022 + years)
                           for d in pd.date_range(f"{y}-04-25", periods=per, freq=f"{max(1, 170 // per)}D")][:dates])
-    arr = da.map_blocks(_grass_block, dtype=np.float32, chunks=((2,), (len(t),), (chunk,) * (size // chunk) + ((size % chunk,) if size % chunk else ()),
-                                                                 (chunk,) * (size // chunk) + ((size % chunk,) if size % chunk else ())),
-                        doy=t.dayofyear.values.astype(np.float32), size=size, seed=7)
+    chunks = da.core.normalize_chunks((2, len(t), chunk, chunk), (2, len(t), size, size))
+    arr = da.map_blocks(_grass_block, dtype=np.float32, chunks=chunks, doy=t.dayofyear.values.astype(np.float32), seed=7)
     x = 500000 + (np.arange(size) + 0.5) * 10
     y = 5700000 - (np.arange(size) + 0.5) * 10
     return xr.Dataset({"red": (("time", "y", "x"), arr[0]), "nir": (("time", "y", "x"), arr[1])},
@@ -129,10 +128,15 @@ def _grassland(ds: xr.Dataset):
     return [gl["trend_class"].astype("int64").sum(), gl["slope"].sum(), gl["modelled"].sum(), gl["anomaly_z"].sum()]
 
 
-def _tiles(ds: xr.Dataset, size: int, tile: int, fn) -> None:
-    for y0 in range(0, size, tile):
-        for x0 in range(0, size, tile):
-            dask.compute(*fn(ds.isel(y=slice(y0, y0 + tile), x=slice(x0, x0 + tile))))
+def _tiles(ds: xr.Dataset, size: int, tile: int, fn, threads: int) -> tuple[float, float]:
+    """Compute ``fn``'s reductions tile by tile; (wall seconds, peak RSS bytes)."""
+    with PeakRSS() as mem, dask.config.set(scheduler="threads", num_workers=threads):
+        t0 = time.perf_counter()
+        for y0 in range(0, size, tile):
+            for x0 in range(0, size, tile):
+                dask.compute(*fn(ds.isel(y=slice(y0, y0 + tile), x=slice(x0, x0 + tile))))
+        wall = time.perf_counter() - t0
+    return wall, mem.peak
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -160,32 +164,23 @@ def main(argv: list[str] | None = None) -> None:
     ndvi_mpx_s = n * reps / (time.perf_counter() - t0) / 1e6
     del red, nir, out, den
     tile = args.tile or args.size
-    wall = gwall = float("nan")
-    mem = gmem = PeakRSS()
-    mem.peak = gmem.peak = float("nan")
-    if args.only in ("all", "chain"):
-        ds = _cube(args.size, args.dates, args.chunk)
-        with PeakRSS() as mem, dask.config.set(scheduler="threads", num_workers=args.threads):
-            t0 = time.perf_counter()
-            _tiles(ds, args.size, tile, _chain)
-            wall = time.perf_counter() - t0
+    skipped = (float("nan"), float("nan"))
+    wall, peak = (_tiles(_cube(args.size, args.dates, args.chunk), args.size, tile, _chain, args.threads)
+                  if args.only in ("all", "chain") else skipped)
     chain_mpx_s = px / wall / 1e6
     gds = _grass_cube(args.size, args.dates, args.chunk)
-    if args.only in ("all", "grassland"):
-        with PeakRSS() as gmem, dask.config.set(scheduler="threads", num_workers=args.threads):
-            t0 = time.perf_counter()
-            _tiles(gds, args.size, tile, _grassland)
-            gwall = time.perf_counter() - t0
+    gwall, gpeak = (_tiles(gds, args.size, tile, _grassland, args.threads)
+                    if args.only in ("all", "grassland") else skipped)
     grass_mpx_s = args.size * args.size * gds.sizes["time"] / gwall / 1e6
     res = {"size": args.size, "dates": args.dates, "chunk": args.chunk, "tile": args.tile, "threads": args.threads,
            "pixels_x_dates_M": round(px / 1e6, 1), "chain_wall_s": round(wall, 1),
            "chain_mpx_per_s": round(chain_mpx_s, 2), "numpy_ndvi_mpx_per_s": round(ndvi_mpx_s, 1),
            "ratio_chain_vs_numpy_ndvi": round(chain_mpx_s / ndvi_mpx_s, 4),
-           "peak_rss_gb": round(mem.peak / 1e9, 2), "peak_rss_target_gb": 2.5,
+           "peak_rss_gb": round(peak / 1e9, 2), "peak_rss_target_gb": 2.5,
            "grassland_dates": gds.sizes["time"], "grassland_wall_s": round(gwall, 1),
            "grassland_mpx_per_s": round(grass_mpx_s, 2),
            "ratio_grassland_vs_numpy_ndvi": round(grass_mpx_s / ndvi_mpx_s, 4),
-           "grassland_peak_rss_gb": round(gmem.peak / 1e9, 2)}
+           "grassland_peak_rss_gb": round(gpeak / 1e9, 2)}
     print(json.dumps(res, indent=1))
     print(f"processors: chain {chain_mpx_s:.2f} Mpx·date/s = {res['ratio_chain_vs_numpy_ndvi']:.4f} x NumPy NDVI "
           f"({ndvi_mpx_s:.0f} Mpx/s); peak RSS {res['peak_rss_gb']} GB (target <= 2.5 GB) at {args.size}² x {args.dates} dates; "

@@ -66,9 +66,10 @@ def _season_fit(med: np.ndarray, frac: np.ndarray, doy: np.ndarray, year: np.nda
     with one offset for the looks where ``other`` is true (a second mission's bandpass), then its
     amplitude, start and end of season refitted to each year's own looks: the shape-model fitting
     of Sakamoto et al. (2010, *Remote Sens. Environ.* 114, 2146-2159). Each fit is least squares,
-    then a Cauchy loss of scale ``robust_scale`` started from it, so a look whose median an undetected
-    haze or cloud edge moved weighs little. NaN for a year with fewer than ``min_looks`` usable looks, and everywhere if the fit
-    fails; the offset is NaN unless both missions have ``min_looks`` usable looks."""
+    then a Cauchy loss of scale ``robust_scale`` started from it, so a look whose median an
+    undetected haze or cloud edge moved weighs little. NaN for a year with fewer than ``min_looks``
+    usable looks, and everywhere if the fit fails; the offset is NaN unless both missions have
+    ``min_looks`` usable looks."""
     from scipy.optimize import least_squares
 
     out = np.full(len(years) + 2, np.nan)
@@ -362,15 +363,14 @@ def _gaussian_ratio_np(num: np.ndarray, den: np.ndarray, guide: np.ndarray, sigm
         return np.where(gd > 1e-9, gn / gd, 0.0)
 
 
-def _gaussian_ratio(num: xr.DataArray, den: xr.DataArray, sigma: float, guide: xr.DataArray | None = None,
-                    width: float = 0.0) -> xr.DataArray:
+def _gaussian_ratio(num: xr.DataArray, den: xr.DataArray, guide: xr.DataArray, sigma: float,
+                    width: float) -> xr.DataArray:
     """Gaussian-weighted sum (``sigma`` pixels) of ``num`` over that of ``den`` (y, x); 0 where
-    ``den`` is nowhere near. With ``guide`` and ``width`` > 0, neighbours whose ``guide`` differs
+    ``den`` is nowhere near. With ``width`` > 0, neighbours whose ``guide`` differs
     from the pixel's weigh less, none past 1.5 x ``width`` (the bilateral grid of Chen, Paris &
     Durand 2007, with tent weights on centres ``width`` apart). Chunk by chunk with the overlap the
     kernel needs: the same values as in one piece."""
-    num, den = num.transpose("y", "x"), den.transpose("y", "x")
-    guide = xr.zeros_like(num) if guide is None else guide.transpose("y", "x")
+    num, den, guide = (v.transpose("y", "x") for v in (num, den, guide))
     if num.chunks is None and den.chunks is None and guide.chunks is None:
         return num.copy(data=_gaussian_ratio_np(num.values, den.values, guide.values, sigma, width))
     import dask.array as dsa
@@ -414,9 +414,9 @@ def modelled_trend(gs_ndvi: xr.DataArray, dormant: xr.DataArray | float = np.nan
     pixel, and a pond or a camp's bare ground beside a degrading meadow takes none of its trend.
     The neighbours are those of the pixel's own cover, told by their ``sens``: one whose ``sens``
     differs by half of ``cover_width`` weighs about half, and none past 1.5 times it (a bilateral
-    weight; 0 turns it off). A crop field beside the meadow, greener and harvested, has a rate of its own:
-    with the Gaussian alone, the corner pixels of a field that a degrading pasture wraps took the
-    pasture's rate times the field's larger ``sens``.
+    weight; 0 turns it off). A crop field beside the meadow, greener and harvested, has a rate of
+    its own: with the Gaussian alone, the corner pixels of a field that a degrading pasture wraps
+    took the pasture's rate times the field's larger ``sens``.
     The Theil-Sen slope and the Mann-Kendall test are then run on the model's series (every year),
     as Trends.Earth does on the observed one: the class the pixel's series would have without the
     noise. Its ``p_value`` is that series', not a test of the pixel's own noisy values.
@@ -450,8 +450,8 @@ def modelled_trend(gs_ndvi: xr.DataArray, dormant: xr.DataArray | float = np.nan
     fits = (cnt >= min_years) & (res <= misfit * res_med) & trend.notnull()
     if sigma > 0:  # the local least-squares fit of trend = rate * sens: the neighbours' relative rate
         w = fits.astype(np.float64)
-        rate = _gaussian_ratio((w * trend * sens).fillna(0.0), (w * sens ** 2).fillna(0.0), sigma,
-                               guide=sens.fillna(0.0), width=cover_width)
+        rate = _gaussian_ratio((w * trend * sens).fillna(0.0), (w * sens ** 2).fillna(0.0), sens.fillna(0.0),
+                               sigma, cover_width)
         trend_s = rate * sens
     else:
         trend_s = trend
